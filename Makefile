@@ -1,0 +1,109 @@
+# USM build.  `make` builds everything into build/; `make SAN=1` builds with
+# AddressSanitizer + UndefinedBehaviorSanitizer into build-san/.
+CC      ?= cc
+PREFIX  ?= /usr/local
+SAN     ?= 0
+
+ifeq ($(SAN),1)
+B        := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT      := -O1 -g
+else
+B        := build
+SANFLAGS :=
+OPT      := -O2 -g
+endif
+
+CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
+                 -Iinclude -Isrc -D_GNU_SOURCE $(OPT)
+CFLAGS  += $(CFLAGS_COMMON) $(SANFLAGS) -fPIC -pthread
+LDFLAGS += $(SANFLAGS) -pthread
+
+# libusm.so: mechanism layer + framework + built-in policies (both hosts)
+LIB_SRC   := $(wildcard src/mech/*.c) $(wildcard src/ipc/*.c) $(wildcard src/core/*.c) \
+             src/daemon/daemon.c $(wildcard policies/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
+# The preload agent never carries sanitizers: it runs inside arbitrary
+# programs, inside a SIGSYS handler, before their main().
+AGENT_SRC := $(wildcard src/agent/*.c) src/mech/uffd.c src/ipc/sock.c
+AGENT_OBJ := $(AGENT_SRC:%.c=$(B)/obj-agent/%.o)
+CLI_SRC   := $(wildcard src/cli/*.c)
+DAEMON_SRC:= src/daemon/usmd.c
+
+PROGS     := $(patsubst tests/progs/%.c,$(B)/tests/progs/%,$(wildcard tests/progs/*.c))
+UNITS     := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/*.c))
+BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+
+LIBS      := -ldl
+
+all: $(B)/lib/libusm.so $(B)/lib/libusm-agent.so $(B)/bin/usm $(B)/bin/usmd \
+     $(PROGS) $(UNITS) $(BENCHES) $(EXAMPLES) $(B)/usm.pc
+
+$(B)/obj/%.o: %.c $(wildcard include/usm/*.h) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/obj-agent/%.o: %.c $(wildcard include/usm/*.h) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -fPIC -pthread -fno-stack-protector -c $< -o $@
+
+$(B)/lib/libusm.so: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libusm.so.1 $(LDFLAGS) $^ -o $@.1 $(LIBS)
+	ln -sf libusm.so.1 $@
+
+$(B)/lib/libusm-agent.so: $(AGENT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread $^ -o $@ -ldl
+
+RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
+
+$(B)/bin/usm: $(CLI_SRC) $(B)/lib/libusm.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CLI_SRC) -o $@ $(LDFLAGS) -L$(B)/lib -lusm $(RPATH) $(LIBS)
+
+$(B)/bin/usmd: $(DAEMON_SRC) $(B)/lib/libusm.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DAEMON_SRC) -o $@ $(LDFLAGS) -L$(B)/lib -lusm $(RPATH) $(LIBS)
+
+# Test programs run *under* USM: plain C, no USM headers, no sanitizers
+# (a sanitizer runtime would change what memory the program maps).
+$(B)/tests/progs/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -pthread $< -o $@
+
+$(B)/tests/unit/%: tests/unit/%.c $(B)/lib/libusm.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -L$(B)/lib -lusm -Wl,-rpath,'$$ORIGIN/../../lib' -lcmocka $(LIBS)
+
+$(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -O2 -pthread $< -o $@ -lm
+
+$(B)/examples/%: examples/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_COMMON) -pthread $< -o $@
+
+$(B)/usm.pc: usm.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|g' $< > $@
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	           $(DESTDIR)$(PREFIX)/include/usm $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	           $(DESTDIR)$(PREFIX)/lib/usm
+	install -m 755 $(B)/bin/usm $(B)/bin/usmd $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(B)/lib/libusm.so.1 $(DESTDIR)$(PREFIX)/lib/libusm.so.1
+	ln -sf libusm.so.1 $(DESTDIR)$(PREFIX)/lib/libusm.so
+	install -m 755 $(B)/lib/libusm-agent.so $(DESTDIR)$(PREFIX)/lib/usm/
+	install -m 644 include/usm/*.h $(DESTDIR)$(PREFIX)/include/usm/
+	install -m 644 $(B)/usm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/usm.pc
+	-ldconfig
+
+test: all
+	./tests/run.sh $(B)
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all install test clean

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * usm/usm.h - the USM policy API.
+ *
+ * A policy is ordinary C code that decides, for the processes managed by a
+ * USM instance, what memory to map on a page fault and what to do when
+ * memory is released or runs out.  It compiles against this header alone:
+ *
+ *     cc -shared -fPIC $(pkg-config --cflags usm) my_policy.c -o my_policy.so
+ *
+ * and registers itself from a constructor with usm_register_alloc_policy().
+ * docs/policy-api.md walks through a complete example.
+ *
+ * Vocabulary (kept from the original USM):
+ *  - an *event* (struct usm_event) is what the kernel reported: a fault
+ *    (USM_EVENT_ALLOC), a range freed (USM_EVENT_FREE), a range moved
+ *    (USM_EVENT_VIRT_AS_CHANGE), a process arriving or leaving;
+ *  - a *frame* (struct usm_page) is one page-sized unit of the instance's
+ *    memory budget, with a descriptor the policy can chain on its own lists.
+ *    The kernel still picks the physical page; USM decides how many pages each
+ *    process may hold and what goes into them.
+ *
+ * Concurrency: every callback of every policy in one instance runs under
+ * the instance's policy lock, so a policy needs no locking of its own.
+ * Callbacks must not block (no I/O, no sleeping): they run on the fault
+ * path.  All helpers declared here may be called from inside callbacks.
+ */
+#ifndef USM_USM_H
+#define USM_USM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <usm/list.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USM_API_VERSION 1
+
+/* Return codes of policy callbacks (besides 0 for success). */
+#define USM_OK        0
+#define USM_ENOMEM  (-12)  /* no free frame: the framework will call usm_oom */
+#define USM_EINVAL  (-22)
+#define USM_YIELD     1    /* resolution deferred; retried when frames free up */
+
+/* What usm_oom tells the framework to do with the fault that ran out. */
+enum usm_oom_action {
+	USM_OOM_RETRY = 0,   /* frames were (or will be) freed: retry the fault */
+	USM_OOM_KERNEL,      /* hand this page to the kernel, outside the budget */
+	USM_OOM_WAIT,        /* leave the fault pending until frames free up */
+};
+
+enum usm_event_type {
+	USM_EVENT_ALLOC = 1,        /* page fault on a missing page */
+	USM_EVENT_FREE,             /* range released: munmap, MADV_DONTNEED, brk */
+	USM_EVENT_VIRT_AS_CHANGE,   /* range moved by mremap */
+	USM_EVENT_NEW_PROC,         /* a process attached */
+	USM_EVENT_PROC_DTH,         /* a process exited (or exec'd) */
+};
+
+/* usm_event.flags */
+#define USM_FAULT_WRITE   (1u << 0)  /* the access was a write */
+#define USM_FREE_UNMAP    (1u << 1)  /* FREE came from munmap (else madvise) */
+
+struct usm_process;
+struct usm_page;
+
+/*
+ * One kernel event, as handed to a policy.
+ *  ALLOC:           vaddr = faulting address rounded down to the page;
+ *                   length = page size; flags: USM_FAULT_*.
+ *  FREE:            [vaddr, vaddr + length) released.
+ *  VIRT_AS_CHANGE:  [vaddr, vaddr + length) moved to offst.
+ */
+struct usm_event {
+	enum usm_event_type type;
+	struct usm_process *origin;  /* the process the event belongs to */
+	uint64_t vaddr;
+	uint64_t paddr;              /* frame index chosen (single-page resolve) */
+	uint64_t length;
+	uint64_t offst;
+	uint32_t flags;
+	uint32_t tid;                /* faulting thread, when the kernel says */
+	void *framework;             /* private to the framework */
+};
+
+/* usm_page.state */
+enum usm_page_state {
+	USM_PAGE_FREE = 0,    /* in the free pool */
+	USM_PAGE_TAKEN,       /* held by a policy, not mapped yet */
+	USM_PAGE_MAPPED,      /* mapped into usm_page.proc at usm_page.vaddr */
+};
+
+/*
+ * A frame descriptor.  The framework owns frame, proc, vaddr and state; a
+ * policy owns list, list2 and priv (e.g. to keep FIFO/LRU lists).
+ */
+struct usm_page {
+	uint64_t frame;               /* index in the budget: the "pfn" */
+	struct usm_process *proc;     /* owner while TAKEN/MAPPED */
+	uint64_t vaddr;               /* where it is mapped (MAPPED only) */
+	uint32_t state;               /* enum usm_page_state */
+	uint32_t policy_flags;        /* free for the policy */
+	struct usm_list_head list;    /* free for the policy */
+	struct usm_list_head list2;   /* free for the policy */
+	void *priv;                   /* free for the policy */
+	const void *owner;            /* framework-private: the mapping policy */
+};
+
+/* ---- processes ---------------------------------------------------- */
+
+pid_t        usm_process_pid(const struct usm_process *p);
+const char  *usm_process_comm(const struct usm_process *p);
+/* Priority from the config's `priority <comm> <n>` (default 0). */
+int          usm_process_priority(const struct usm_process *p);
+/* Pages the process holds from the budget right now. */
+uint64_t     usm_process_frames(const struct usm_process *p);
+/* Per-process slot for the allocation policy's own state. */
+void        *usm_process_priv(const struct usm_process *p);
+void         usm_process_set_priv(struct usm_process *p, void *priv);
+/* Calls fn for every attached process; stops early when fn returns non-zero. */
+int          usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg);
+/*
+ * Kill a process through its pidfd (SIGKILL), logging `reason`.  Its frames
+ * return to the pool once its exit is processed.
+ */
+int          usm_process_kill(struct usm_process *p, const char *reason);
+
+/* ---- frames -------------------------------------------------------- */
+
+uint64_t usm_page_size(void);          /* bytes per frame (the config's `page`) */
+uint64_t usm_frames_total(void);       /* the budget, in frames */
+uint64_t usm_frames_free(void);
+/* Budget use in percent (0-100), what `threshold` lines compare against. */
+unsigned usm_budget_used_pct(void);
+
+/* Take one free frame for ev's process (NULL if the budget is exhausted). */
+struct usm_page *usm_frame_take(struct usm_event *ev);
+/* Take n frames at once: all or nothing.  Returns 0 or USM_ENOMEM. */
+int usm_frames_take(struct usm_event *ev, struct usm_page **out, unsigned n);
+/* Give back a frame that was taken but not mapped. */
+void usm_frame_put(struct usm_page *page);
+
+/*
+ * Resolve the fault in ev: map pages[0..n) at vaddr, vaddr + page, ... .
+ * The window must contain ev->vaddr and every page in it must be missing
+ * (see usm_page_present()).  Content is zero-filled (fresh anonymous memory);
+ * frames never carry an earlier owner's data.
+ *
+ * The mapping is carried out after the callback returns.  Pages the kernel
+ * refuses (the mapping ended, or the page was populated meanwhile) are
+ * handed back through the policy's usm_pindex_free and returned to the pool.
+ * Only one usm_resolve per ALLOC event.  Returns 0 or USM_EINVAL.
+ */
+int usm_resolve(struct usm_event *ev, uint64_t vaddr,
+		struct usm_page **pages, unsigned n);
+
+/* Is vaddr of p currently mapped by USM?  Returns its frame, or NULL. */
+struct usm_page *usm_page_lookup(const struct usm_process *p, uint64_t vaddr);
+static inline bool usm_page_present(const struct usm_process *p, uint64_t vaddr)
+{
+	return usm_page_lookup(p, vaddr) != NULL;
+}
+
+/*
+ * Largest run of missing pages around ev->vaddr inside the naturally aligned
+ * window of `want` pages (want a power of two).  Sets *start and returns the
+ * count (>= 1).  The framework further clips the run to the mapping.
+ */
+unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *start);
+
+/* ---- configuration ------------------------------------------------- */
+
+/*
+ * Values from `set <key> <value>` config lines, e.g. `set batch.pages 16`.
+ * Keys are namespaced by policy name by convention.
+ */
+const char *usm_config_get(const char *key);
+/* Integer value of key, or def if unset; sets *err (if non-NULL) on a bad value. */
+long long usm_config_get_int(const char *key, long long def, int *err);
+
+/* ---- policies ------------------------------------------------------ */
+
+/*
+ * Allocation policy.  Every slot may be NULL except usm_alloc; a NULL slot
+ * gets the framework's default behaviour described next to it.
+ */
+struct usm_alloc_policy_ops {
+	/* Once, at instance start, after the config is read. */
+	int (*usm_init)(void);
+	/* Instance shutdown. */
+	void (*usm_exit)(void);
+	/*
+	 * A fault (USM_EVENT_ALLOC): take frames and call usm_resolve().
+	 * Return USM_OK, USM_ENOMEM (then usm_oom decides) or USM_YIELD.
+	 */
+	int (*usm_alloc)(struct usm_event *ev);
+	/*
+	 * A range was released (USM_EVENT_FREE).  The framework calls
+	 * usm_pindex_free for every USM frame in the range afterwards;
+	 * this hook is for range-level bookkeeping.
+	 */
+	int (*usm_free)(struct usm_event *ev);
+	/* One mapped frame is released: unlink it from policy lists.  The
+	 * framework returns it to the pool after this returns. */
+	int (*usm_pindex_free)(struct usm_page *page);
+	/* mremap moved [vaddr, +length) to offst; frames' vaddr already updated. */
+	int (*usm_virt_address_space_change)(struct usm_event *ev);
+	int (*usm_new_process)(struct usm_process *p);
+	/* Called before the process's frames are released. */
+	int (*usm_process_exit)(struct usm_process *p);
+	/*
+	 * No frame for ev.  Default (NULL): the instance's configured OOM
+	 * action, see usm_oom_default().
+	 */
+	enum usm_oom_action (*usm_oom)(struct usm_event *ev);
+	/* Application hints (the hint library); reserved for the hint API. */
+	int (*usm_hints)(struct usm_event *ev);
+};
+
+/*
+ * Swap (eviction) policy.  Declared so policies can be written against a
+ * stable layout; the instance does not call it yet.
+ */
+struct usm_swap_policy_ops {
+	int (*usm_init)(void);
+	/* Swap-in of an evicted page (a fault with ev->offst = slot). */
+	int (*usm_swap)(struct usm_event *ev);
+	/* Proactive eviction: return how many frames were queued for swap-out. */
+	int (*cond_swap_out)(unsigned want);
+	/* Pick victims when the budget is full. */
+	int (*usm_evict_fallback)(unsigned want);
+};
+
+int usm_register_alloc_policy(const struct usm_alloc_policy_ops *ops,
+			      const char *name, bool is_default);
+int usm_register_swap_policy(const struct usm_swap_policy_ops *ops,
+			     const char *name, bool is_default);
+
+/* The instance-wide OOM action from the config (`oom kernel|kill|wait`). */
+enum usm_oom_action usm_oom_default(struct usm_event *ev);
+
+/* ---- logging ------------------------------------------------------- */
+
+enum usm_log_level { USM_LOG_ERROR, USM_LOG_WARN, USM_LOG_INFO, USM_LOG_DEBUG };
+void usm_log(enum usm_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USM_USM_H */

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ipc/proto.h - the messages on an instance's Unix socket.
+ *
+ * SOCK_SEQPACKET, so each message arrives whole.  Clients are the preload
+ * agent (one connection per process image: HELLO carries the process's
+ * userfaultfd as SCM_RIGHTS; the connection's end means exit or exec) and
+ * the CLI (STATS).  Every message starts with struct usm_msg; the daemon
+ * rejects a wrong magic, version or size with an ACK naming the problem.
+ */
+#ifndef USM_IPC_PROTO_H
+#define USM_IPC_PROTO_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define USM_PROTO_MAGIC   0x314d5355u   /* "USM1" */
+#define USM_PROTO_VERSION 1
+
+enum usm_msg_type {
+	USM_MSG_HELLO = 1,     /* agent -> daemon, + uffd */
+	USM_MSG_ACK,           /* daemon -> client: status of the last request */
+	USM_MSG_PING,          /* agent -> daemon: are you alive and serving? */
+	USM_MSG_PONG,
+	USM_MSG_STATS,         /* cli -> daemon */
+	USM_MSG_STATS_REPLY,
+	USM_MSG_SHUTDOWN,      /* cli -> daemon: stop the instance */
+};
+
+struct usm_msg {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t version;
+	uint32_t size;         /* of the whole message */
+	uint32_t reserved;
+};
+
+#define USM_HELLO_FORKED  (1u << 0)   /* sent from a fork child */
+
+struct usm_msg_hello {
+	struct usm_msg h;
+	int32_t pid;
+	int32_t ppid;
+	uint32_t flags;
+	uint32_t reserved;
+	uint64_t features;          /* what UFFDIO_API granted */
+	char comm[16];
+	char policy[32];            /* requested policy, "" for the config's */
+};
+
+struct usm_msg_ack {
+	struct usm_msg h;
+	int32_t status;             /* 0 or -errno */
+	uint32_t reserved;
+	char error[224];
+};
+
+/* Counters as sent to the CLI (see core/stats.h for their meaning). */
+struct usm_stat_counters {
+	uint64_t faults, pages_mapped, frames_in_use, frames_peak;
+	uint64_t ev_remove, ev_unmap, ev_remap, pages_freed;
+	uint64_t oom_events, kernel_pages, eexist;
+	uint64_t lat_p50_ns, lat_p99_ns, lat_max_ns;
+	uint64_t rss_anon_peak_pages;   /* largest RssAnon seen (procs only) */
+	uint64_t usm_pages_at_peak;     /* frames held at that moment */
+};
+
+struct usm_stat_proc {
+	int32_t pid;
+	uint32_t alive;
+	char comm[16];
+	char policy[32];
+	uint64_t attached_ns;           /* uptime of the attachment */
+	struct usm_stat_counters c;
+};
+
+struct usm_stat_instance {
+	char name[64];
+	int32_t pid;
+	uint32_t workers;
+	uint32_t spinning;
+	uint32_t nprocs;                /* entries following */
+	uint64_t uptime_ns;
+	uint64_t page_size;
+	uint64_t frames_total;
+	uint64_t frames_free;
+	char default_policy[32];
+	char active_policy[32];         /* after `threshold` switching */
+	char oom[16];
+	struct usm_stat_counters c;     /* instance totals (incl. exited) */
+};
+
+struct usm_msg_stats_reply {
+	struct usm_msg h;
+	struct usm_stat_instance inst;
+	struct usm_stat_proc procs[];   /* live processes, then recently exited */
+};
+
+#define USM_STATS_MAX_PROCS 512
+
+/* ---- socket helpers (ipc/sock.c) ---------------------------------- */
+
+/*
+ * Directory of the instances' sockets: $USM_RUNTIME_DIR, else /run/usm for
+ * root, else $XDG_RUNTIME_DIR/usm, else /tmp/usm-<uid>.
+ */
+int usm_sock_dir(char *buf, size_t len);
+/* <dir>/<instance>.sock; instance names are [A-Za-z0-9_.-]{1,63}. */
+int usm_sock_path(const char *instance, char *buf, size_t len);
+int usm_instance_name_ok(const char *name);
+
+void usm_msg_init(struct usm_msg *m, enum usm_msg_type type, size_t size);
+/* Check magic, version, type-specific size.  Returns NULL or a reason. */
+const char *usm_msg_check(const void *buf, size_t len);
+
+/* Connect to an instance's socket (SOCK_SEQPACKET, CLOEXEC); -errno. */
+int usm_sock_connect(const char *path);
+/* Send one message with an optional fd (-1 for none).  0 or -errno. */
+int usm_sock_send(int sock, const void *msg, size_t len, int fd);
+/* Receive one message, and an fd if one came (*fd = -1 otherwise).
+ * Returns the length, 0 on EOF, or -errno. */
+ssize_t usm_sock_recv(int sock, void *buf, size_t len, int *fd);
+
+#endif /* USM_IPC_PROTO_H */

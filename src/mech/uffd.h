@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mech/uffd.h - the mechanism layer: the only code that talks userfaultfd.
+ *
+ * Everything above it (framework, daemon, agent) creates, registers and
+ * resolves through these calls, so a kernel difference is handled in one
+ * place.  All functions return 0 or a negative errno; none of them logs.
+ */
+#ifndef USM_MECH_UFFD_H
+#define USM_MECH_UFFD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/userfaultfd.h>
+
+/* Constants newer than the installed kernel headers (probed at run time). */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* Features every USM process needs: non-cooperative events for the frame
+ * accounting.  Fork is handled by the agent (a fresh userfaultfd per child),
+ * so UFFD_FEATURE_EVENT_FORK is deliberately not requested. */
+#define USM_UFFD_REQUIRED (UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | \
+			   UFFD_FEATURE_EVENT_UNMAP)
+#define USM_UFFD_WANTED   (USM_UFFD_REQUIRED | UFFD_FEATURE_THREAD_ID)
+
+/*
+ * Create a userfaultfd (O_CLOEXEC | O_NONBLOCK): the syscall first, then
+ * /dev/userfaultfd.  Non-root callers get UFFD_USER_MODE_ONLY, which is what
+ * vm.unprivileged_userfaultfd = 0 allows.  Returns the fd or -errno.
+ */
+int usm_uffd_create(void);
+
+/* Which features the running kernel offers (a throw-away fd is used). */
+int usm_uffd_probe(uint64_t *features);
+
+/*
+ * UFFDIO_API handshake on fd, asking for `want`.  Fails with -ENOTSUP and
+ * sets *missing when a bit of `need` is not offered.
+ */
+int usm_uffd_api(int fd, uint64_t want, uint64_t need, uint64_t *got,
+		 uint64_t *missing);
+
+/* Human name of one feature bit (e.g. "EVENT_REMOVE"), "?" if unknown. */
+const char *usm_uffd_feature_name(uint64_t bit);
+
+int usm_uffd_register(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int usm_uffd_unregister(int fd, uint64_t start, uint64_t len);
+
+/*
+ * UFFDIO_COPY of len bytes from src to dst.  *done gets the bytes actually
+ * mapped, also on error (-EEXIST: a page at dst + *done is present;
+ * -ENOENT: the mapping ends at dst + *done; -ESRCH: the process is gone;
+ * -EAGAIN: a non-cooperative event (munmap, mremap, madvise) is waiting to
+ * be read.  The caller must read the pending events before retrying: the
+ * process's mm stays "changing" until it does, so retrying here would spin
+ * forever).
+ */
+int usm_uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len,
+		  uint64_t *done);
+/* UFFDIO_ZEROPAGE: map the shared zero page; a later write is a kernel COW. */
+int usm_uffd_zeropage(int fd, uint64_t dst, uint64_t len, uint64_t *done);
+/* Wake threads waiting on [start, start + len). */
+int usm_uffd_wake(int fd, uint64_t start, uint64_t len);
+
+/*
+ * Read up to n messages (non-blocking fd).  Returns the count, 0 when none
+ * are pending, or -errno.
+ */
+int usm_uffd_read(int fd, struct uffd_msg *msgs, int n);
+
+#endif /* USM_MECH_UFFD_H */
