@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+#include "core/config.h"
+#include "core/registry.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_TOKENS 8
+
+struct parse_ctx {
+	struct usm_config *cfg;
+	const char *source;
+	int line;
+	char *err;
+	size_t errlen;
+};
+
+static int fail(struct parse_ctx *pc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int fail(struct parse_ctx *pc, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(pc->err, pc->errlen, "%s:%d: %s", pc->source, pc->line, msg);
+	return -1;
+}
+
+void usm_config_defaults(struct usm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->source, sizeof(cfg->source), "(defaults)");
+	cfg->memory_mib = 4096;
+	cfg->workers = 1;
+	cfg->page_size = 4096;
+	cfg->oom = USM_OOM_KERNEL;
+	snprintf(cfg->default_policy, sizeof(cfg->default_policy), "first_fit");
+}
+
+/* Parse a whole decimal number in [min, max]. */
+static int parse_num(struct parse_ctx *pc, const char *what, const char *s,
+		     long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return fail(pc, "%s: expected a whole number, got '%s'", what, s);
+	if (v < min || v > max)
+		return fail(pc, "%s: %lld is out of range [%lld, %lld]", what, v, min, max);
+	*out = v;
+	return 0;
+}
+
+static int copy_name(struct parse_ctx *pc, const char *what, char *dst,
+		     size_t cap, const char *src)
+{
+	if (strlen(src) >= cap)
+		return fail(pc, "%s '%s' is longer than %zu characters", what, src, cap - 1);
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
+}
+
+/* Grow a dynamic array by one element; returns the new element, zeroed. */
+static void *push(void **arr, size_t *n, size_t elem)
+{
+	void *p = realloc(*arr, (*n + 1) * elem);
+
+	if (!p)
+		return NULL;
+	*arr = p;
+	memset((char *)p + *n * elem, 0, elem);
+	return (char *)p + (*n)++ * elem;
+}
+
+#define PUSH(pc, arr, n) ({ \
+	void *e_ = push((void **)&(arr), &(n), sizeof(*(arr))); \
+	if (!e_) \
+		return fail(pc, "out of memory"); \
+	e_; })
+
+static int d_memory(struct parse_ctx *pc, int argc, char **argv)
+{
+	long long v;
+
+	if (parse_num(pc, "memory <MiB>", argv[1], 1, 1LL << 30, &v))
+		return -1;
+	pc->cfg->memory_mib = (uint64_t)v;
+	return 0;
+}
+
+static int d_workers(struct parse_ctx *pc, int argc, char **argv)
+{
+	long long v;
+
+	if (parse_num(pc, "workers <n>", argv[1], 1, 64, &v))
+		return -1;
+	pc->cfg->workers = (unsigned)v;
+	return 0;
+}
+
+static int d_page(struct parse_ctx *pc, int argc, char **argv)
+{
+	long long v;
+
+	if (parse_num(pc, "page <bytes>", argv[1], 1, 1LL << 30, &v))
+		return -1;
+	/* Frames are base pages: larger mappings are built by policies from
+	 * several frames (usm_resolve with n > 1), as flexible huge pages. */
+	if (v != 4096)
+		return fail(pc, "page <bytes>: only 4096 (the base page size) is supported, got %lld", v);
+	pc->cfg->page_size = (uint64_t)v;
+	return 0;
+}
+
+static int d_mode(struct parse_ctx *pc, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "blocking"))
+		pc->cfg->spinning = false;
+	else if (!strcmp(argv[1], "spinning"))
+		pc->cfg->spinning = true;
+	else
+		return fail(pc, "mode: expected 'blocking' or 'spinning', got '%s'", argv[1]);
+	return 0;
+}
+
+static int d_oom(struct parse_ctx *pc, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "kernel"))
+		pc->cfg->oom = USM_OOM_KERNEL;
+	else if (!strcmp(argv[1], "kill"))
+		pc->cfg->oom = USM_OOM_RETRY;
+	else if (!strcmp(argv[1], "wait"))
+		pc->cfg->oom = USM_OOM_WAIT;
+	else
+		return fail(pc, "oom: expected 'kernel', 'kill' or 'wait', got '%s'", argv[1]);
+	return 0;
+}
+
+static int d_policy(struct parse_ctx *pc, int argc, char **argv)
+{
+	pc->cfg->default_policy_line = pc->line;
+	return copy_name(pc, "policy name", pc->cfg->default_policy,
+			 sizeof(pc->cfg->default_policy), argv[1]);
+}
+
+static int d_process(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_process *p;
+	int i = 1;
+	bool swap = false;
+
+	if (argc == 4) {
+		if (strcmp(argv[1], "alloc") && strcmp(argv[1], "swap"))
+			return fail(pc, "process: expected 'alloc' or 'swap', got '%s'", argv[1]);
+		swap = !strcmp(argv[1], "swap");
+		i = 2;
+	}
+	p = PUSH(pc, pc->cfg->procs, pc->cfg->nprocs);
+	p->swap = swap;
+	p->line = pc->line;
+	if (copy_name(pc, "process name", p->comm, sizeof(p->comm), argv[i]))
+		return -1;
+	return copy_name(pc, "policy name", p->policy, sizeof(p->policy), argv[i + 1]);
+}
+
+static int d_priority(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_priority *p;
+	long long v;
+
+	if (parse_num(pc, "priority <name> <n>", argv[2], INT_MIN, INT_MAX, &v))
+		return -1;
+	p = PUSH(pc, pc->cfg->prios, pc->cfg->nprios);
+	p->priority = (int)v;
+	return copy_name(pc, "process name", p->comm, sizeof(p->comm), argv[1]);
+}
+
+static int cmp_threshold(const void *a, const void *b)
+{
+	const struct usm_cfg_threshold *x = a, *y = b;
+
+	return (int)x->pct - (int)y->pct;
+}
+
+static int d_threshold(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_threshold *t;
+	long long v;
+
+	if (parse_num(pc, "threshold <pct> <policy>", argv[1], 1, 100, &v))
+		return -1;
+	for (size_t i = 0; i < pc->cfg->nthresh; i++)
+		if (pc->cfg->thresh[i].pct == (unsigned)v)
+			return fail(pc, "threshold %lld%% is already set on line %d",
+				    v, pc->cfg->thresh[i].line);
+	t = PUSH(pc, pc->cfg->thresh, pc->cfg->nthresh);
+	t->pct = (unsigned)v;
+	t->line = pc->line;
+	if (copy_name(pc, "policy name", t->policy, sizeof(t->policy), argv[2]))
+		return -1;
+	qsort(pc->cfg->thresh, pc->cfg->nthresh, sizeof(*t), cmp_threshold);
+	return 0;
+}
+
+static int d_plugin(struct parse_ctx *pc, int argc, char **argv)
+{
+	char **slot = PUSH(pc, pc->cfg->plugins, pc->cfg->nplugins);
+
+	*slot = strdup(argv[1]);
+	return *slot ? 0 : fail(pc, "out of memory");
+}
+
+static int d_set(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_set *s = NULL;
+
+	for (size_t i = 0; i < pc->cfg->nsets; i++)
+		if (!strcmp(pc->cfg->sets[i].key, argv[1]))
+			s = &pc->cfg->sets[i];
+	if (!s)
+		s = PUSH(pc, pc->cfg->sets, pc->cfg->nsets);
+	if (copy_name(pc, "set key", s->key, sizeof(s->key), argv[1]))
+		return -1;
+	return copy_name(pc, "set value", s->value, sizeof(s->value), argv[2]);
+}
+
+struct directive {
+	const char *name;
+	int min_args, max_args;       /* not counting the name itself */
+	const char *usage;
+	int (*fn)(struct parse_ctx *, int, char **);
+};
+
+static const struct directive directives[] = {
+	{ "memory",    1, 1, "memory <MiB>", d_memory },
+	{ "workers",   1, 1, "workers <n>", d_workers },
+	{ "page",      1, 1, "page <bytes>", d_page },
+	{ "mode",      1, 1, "mode blocking|spinning", d_mode },
+	{ "oom",       1, 1, "oom kernel|kill|wait", d_oom },
+	{ "policy",    1, 1, "policy <name>", d_policy },
+	{ "process",   2, 3, "process [alloc|swap] <name> <policy>", d_process },
+	{ "priority",  2, 2, "priority <name> <n>", d_priority },
+	{ "threshold", 2, 2, "threshold <pct> <policy>", d_threshold },
+	{ "plugin",    1, 1, "plugin <path.so>", d_plugin },
+	{ "set",       2, 2, "set <key> <value>", d_set },
+};
+
+static int tokenize(char *line, char **tok)
+{
+	int n = 0;
+	char *hash = strchr(line, '#');
+
+	if (hash)
+		*hash = '\0';
+	for (char *s = strtok(line, " \t\r\n"); s; s = strtok(NULL, " \t\r\n")) {
+		if (n == MAX_TOKENS)
+			return MAX_TOKENS + 1;
+		tok[n++] = s;
+	}
+	return n;
+}
+
+static int parse_line(struct parse_ctx *pc, char *line)
+{
+	char *tok[MAX_TOKENS];
+	int n = tokenize(line, tok);
+
+	if (n == 0)
+		return 0;
+	if (n > MAX_TOKENS)
+		return fail(pc, "too many words on the line");
+	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+		const struct directive *d = &directives[i];
+
+		if (strcmp(tok[0], d->name))
+			continue;
+		if (n - 1 < d->min_args || n - 1 > d->max_args)
+			return fail(pc, "expected '%s'", d->usage);
+		return d->fn(pc, n, tok);
+	}
+	return fail(pc, "unknown directive '%s' (expected one of memory, workers, page, "
+		    "mode, oom, policy, process, priority, threshold, plugin, set)", tok[0]);
+}
+
+int usm_config_parse(struct usm_config *cfg, const char *text, const char *source,
+		     char *err, size_t errlen)
+{
+	struct parse_ctx pc = { cfg, source, 0, err, errlen };
+	char *copy = strdup(text), *save = NULL;
+	int ret = 0;
+
+	if (!copy)
+		return fail(&pc, "out of memory");
+	snprintf(cfg->source, sizeof(cfg->source), "%s", source);
+	/* strtok_r on "\n" would merge empty lines and break line numbers. */
+	for (char *line = copy; line && !ret; line = save) {
+		save = strchr(line, '\n');
+		if (save)
+			*save++ = '\0';
+		pc.line++;
+		ret = parse_line(&pc, line);
+	}
+	free(copy);
+	return ret;
+}
+
+int usm_config_apply_line(struct usm_config *cfg, const char *line,
+			  char *err, size_t errlen)
+{
+	struct parse_ctx pc = { cfg, "command line", 1, err, errlen };
+	char *copy = strdup(line);
+	int ret;
+
+	if (!copy)
+		return fail(&pc, "out of memory");
+	ret = parse_line(&pc, copy);
+	free(copy);
+	return ret;
+}
+
+int usm_config_load(struct usm_config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *text = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int ret;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open config: %s", path, strerror(errno));
+		return -1;
+	}
+	len = getdelim(&text, &cap, '\0', f);
+	if (len < 0 && ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read config: %s", path, strerror(errno));
+		fclose(f);
+		free(text);
+		return -1;
+	}
+	fclose(f);
+	ret = usm_config_parse(cfg, text ? text : "", path, err, errlen);
+	free(text);
+	return ret;
+}
+
+static int check_policy(const struct usm_config *cfg, const char *name, int line,
+			char *err, size_t errlen)
+{
+	char known[256];
+
+	if (usm_registry_find_alloc(name))
+		return 0;
+	usm_registry_names(known, sizeof(known));
+	if (line > 0)
+		snprintf(err, errlen, "%s:%d: unknown policy '%s' (registered: %s)",
+			 cfg->source, line, name, known);
+	else
+		snprintf(err, errlen, "unknown policy '%s' (registered: %s)", name, known);
+	return -1;
+}
+
+int usm_config_check_policies(const struct usm_config *cfg, char *err, size_t errlen)
+{
+	if (check_policy(cfg, cfg->default_policy, cfg->default_policy_line, err, errlen))
+		return -1;
+	for (size_t i = 0; i < cfg->nprocs; i++) {
+		/* Swap policies are accepted and reported; eviction is not
+		 * part of this instance yet, so they are not looked up. */
+		if (!cfg->procs[i].swap &&
+		    check_policy(cfg, cfg->procs[i].policy, cfg->procs[i].line, err, errlen))
+			return -1;
+	}
+	for (size_t i = 0; i < cfg->nthresh; i++)
+		if (check_policy(cfg, cfg->thresh[i].policy, cfg->thresh[i].line, err, errlen))
+			return -1;
+	return 0;
+}
+
+const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm)
+{
+	/* The last matching line wins, like a later assignment overriding. */
+	const char *found = NULL;
+
+	for (size_t i = 0; i < cfg->nprocs; i++)
+		if (!cfg->procs[i].swap && !strcmp(cfg->procs[i].comm, comm))
+			found = cfg->procs[i].policy;
+	return found;
+}
+
+int usm_config_priority_for(const struct usm_config *cfg, const char *comm)
+{
+	int prio = 0;
+
+	for (size_t i = 0; i < cfg->nprios; i++)
+		if (!strcmp(cfg->prios[i].comm, comm))
+			prio = cfg->prios[i].priority;
+	return prio;
+}
+
+const char *usm_config_lookup(const struct usm_config *cfg, const char *key)
+{
+	for (size_t i = 0; i < cfg->nsets; i++)
+		if (!strcmp(cfg->sets[i].key, key))
+			return cfg->sets[i].value;
+	return NULL;
+}
+
+void usm_config_free(struct usm_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nplugins; i++)
+		free(cfg->plugins[i]);
+	free(cfg->plugins);
+	free(cfg->procs);
+	free(cfg->prios);
+	free(cfg->thresh);
+	free(cfg->sets);
+	cfg->plugins = NULL;
+	cfg->procs = NULL;
+	cfg->prios = NULL;
+	cfg->thresh = NULL;
+	cfg->sets = NULL;
+	cfg->nplugins = cfg->nprocs = cfg->nprios = cfg->nthresh = cfg->nsets = 0;
+}

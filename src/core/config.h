@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/config.h - the instance configuration file.
+ *
+ * The format is the original USM's alloc_policy_assignment_strategy.cfg,
+ * one directive per line, '#' starts a comment:
+ *
+ *   memory <MiB>                     frame budget of the instance
+ *   workers <n>                      fault-handling threads (1-64)
+ *   page <bytes>                     frame size (4096)
+ *   process [alloc|swap] <comm> <policy>   policy for processes named comm
+ *   priority <comm> <n>              OOM priority (lower dies first)
+ *   threshold <pct> <policy>         default alloc policy once budget use >= pct
+ * and USM extensions:
+ *   policy <name>                    default allocation policy
+ *   mode blocking|spinning           how workers wait for faults
+ *   oom kernel|kill|wait             default action when the budget is full
+ *   plugin <path.so>                 load policies from a shared object
+ *   set <key> <value>                a policy parameter (usm_config_get)
+ */
+#ifndef USM_CORE_CONFIG_H
+#define USM_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <usm/usm.h>
+
+#define USM_NAME_MAX 32
+#define USM_COMM_MAX 16
+
+struct usm_cfg_process {
+	char comm[USM_COMM_MAX];
+	char policy[USM_NAME_MAX];
+	bool swap;          /* `process swap ...` */
+	int line;
+};
+
+struct usm_cfg_priority {
+	char comm[USM_COMM_MAX];
+	int priority;
+};
+
+struct usm_cfg_threshold {
+	unsigned pct;
+	char policy[USM_NAME_MAX];
+	int line;
+};
+
+struct usm_cfg_set {
+	char key[64];
+	char value[128];
+};
+
+struct usm_config {
+	char source[256];           /* file name, for messages */
+	uint64_t memory_mib;
+	unsigned workers;
+	uint64_t page_size;
+	bool spinning;
+	enum usm_oom_action oom;
+	char default_policy[USM_NAME_MAX];
+	int default_policy_line;
+
+	struct usm_cfg_process *procs;      size_t nprocs;
+	struct usm_cfg_priority *prios;     size_t nprios;
+	struct usm_cfg_threshold *thresh;   size_t nthresh;  /* sorted by pct */
+	struct usm_cfg_set *sets;           size_t nsets;
+	char **plugins;                     size_t nplugins;
+};
+
+/* Defaults: 4096 MiB, 1 worker, 4 KiB pages, blocking, oom kernel, first_fit. */
+void usm_config_defaults(struct usm_config *cfg);
+
+/*
+ * Parse text (the contents of `source`).  On error returns -1 with
+ * "source:line: what was wrong" in err; cfg is then left partly filled
+ * and must still be released with usm_config_free().
+ */
+int usm_config_parse(struct usm_config *cfg, const char *text, const char *source,
+		     char *err, size_t errlen);
+int usm_config_load(struct usm_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Check every policy name the config uses is registered (after plugins). */
+int usm_config_check_policies(const struct usm_config *cfg, char *err, size_t errlen);
+
+/* Apply a `KEY VALUE...` directive line given on the command line. */
+int usm_config_apply_line(struct usm_config *cfg, const char *line,
+			  char *err, size_t errlen);
+
+const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm);
+int usm_config_priority_for(const struct usm_config *cfg, const char *comm);
+const char *usm_config_lookup(const struct usm_config *cfg, const char *key);
+
+void usm_config_free(struct usm_config *cfg);
+
+#endif /* USM_CORE_CONFIG_H */

@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/fault.c - turning userfaultfd messages into policy calls.
+ *
+ * The fast path of a fault: read the message, call the policy's usm_alloc
+ * under the policy lock (it picks frames and records them with
+ * usm_resolve, which also enters them in the pagemap), drop the lock, and
+ * map the whole window with one UFFDIO_COPY.  Only when the kernel refuses
+ * part of the window is the lock taken again, to give those frames back.
+ */
+#include "core/instance.h"
+#include "mech/uffd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSGS_PER_READ 64
+
+static uint64_t page_mask(void)
+{
+	return ~(usm_inst->cfg.page_size - 1);
+}
+
+/* ---- the policy-facing half (called under the lock) --------------- */
+
+int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
+		unsigned n)
+{
+	struct usm_worker *w = ev->framework;
+	uint64_t ps = usm_inst->cfg.page_size;
+	struct usm_process *p = ev->origin;
+
+	if (!w || ev->type != USM_EVENT_ALLOC || w->plan_n || n == 0 ||
+	    n > USM_MAX_BATCH || (vaddr & (ps - 1)) ||
+	    ev->vaddr < vaddr || ev->vaddr >= vaddr + (uint64_t)n * ps) {
+		usm_log(USM_LOG_ERROR, "usm_resolve: bad request (%u pages at 0x%llx for a "
+			"fault at 0x%llx)", n, (unsigned long long)vaddr,
+			(unsigned long long)ev->vaddr);
+		return USM_EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t va = vaddr + (uint64_t)i * ps;
+		struct usm_page *pg = pages[i];
+
+		if (!pg || pg->state != USM_PAGE_TAKEN || usm_pagemap_get(&p->pm, va)) {
+			usm_log(USM_LOG_ERROR, "usm_resolve: page %u is %s", i,
+				!pg ? "NULL" : pg->state != USM_PAGE_TAKEN ?
+				"not a taken frame" : "already mapped");
+			return USM_EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct usm_page *pg = pages[i];
+
+		if (usm_pagemap_set(&p->pm, vaddr + (uint64_t)i * ps, pg)) {
+			/* Undo: a half-recorded plan must not stay behind. */
+			while (i--)
+				usm_pagemap_take(&p->pm, vaddr + (uint64_t)i * ps);
+			return USM_ENOMEM;
+		}
+		pg->state = USM_PAGE_MAPPED;
+		pg->proc = p;
+		pg->vaddr = vaddr + (uint64_t)i * ps;
+		pg->owner = usm_instance_policy_of(p);
+		w->plan[i] = pg;
+	}
+	w->plan_vaddr = vaddr;
+	w->plan_n = n;
+	usm_count(&p->c.frames_in_use, n);
+	usm_count(&usm_inst->c.frames_in_use, n);
+	usm_peak(&p->c.frames_peak, usm_read(&p->c.frames_in_use));
+	usm_peak(&usm_inst->c.frames_peak, usm_read(&usm_inst->c.frames_in_use));
+	ev->paddr = w->plan[(ev->vaddr - vaddr) / ps]->frame;
+	return USM_OK;
+}
+
+struct usm_page *usm_page_lookup(const struct usm_process *p, uint64_t vaddr)
+{
+	return usm_pagemap_get(&p->pm, vaddr & page_mask());
+}
+
+unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *start)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	const struct usm_pagemap *pm = &ev->origin->pm;
+	uint64_t base, end, lo, hi;
+
+	if (want < 1 || want > USM_MAX_BATCH || (want & (want - 1)))
+		want = want > USM_MAX_BATCH ? USM_MAX_BATCH : 1;
+	base = ev->vaddr & ~((uint64_t)want * ps - 1);
+	end = base + (uint64_t)want * ps;
+	lo = ev->vaddr;
+	hi = ev->vaddr + ps;
+	while (lo > base && !usm_pagemap_get(pm, lo - ps))
+		lo -= ps;
+	while (hi < end && !usm_pagemap_get(pm, hi))
+		hi += ps;
+	*start = lo;
+	return (unsigned)((hi - lo) / ps);
+}
+
+/* ---- mapping a plan (no lock) -------------------------------------- */
+
+/* Frames the kernel refused go back through the policy to the pool. */
+static void unplan(struct usm_process *p, uint64_t from, uint64_t to)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+
+	pthread_mutex_lock(&usm_inst->lock);
+	for (uint64_t va = from; va < to; va += ps) {
+		struct usm_page *pg = usm_pagemap_take(&p->pm, va);
+		if (pg)
+			usm_frame_release(pg);
+	}
+	pthread_mutex_unlock(&usm_inst->lock);
+}
+
+static void add_pending(struct usm_worker *w, struct usm_process *p, uint64_t addr,
+			uint32_t flags);
+
+/* Returns false if the fault must be retried after the pending events. */
+static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault)
+{
+	bool resolved = true;
+
+	uint64_t ps = usm_inst->cfg.page_size;
+	uint64_t cur = w->plan_vaddr, end = cur + (uint64_t)w->plan_n * ps;
+
+	while (cur < end) {
+		uint64_t done = 0;
+		int rc = usm_uffd_copy(p->uffd, cur, usm_inst->zero, end - cur, &done);
+
+		usm_count(&p->c.pages_mapped, done / ps);
+		usm_count(&usm_inst->c.pages_mapped, done / ps);
+		cur += done;
+		if (rc == 0)
+			break;
+		if (rc == -EEXIST) {
+			/* Populated behind our back (e.g. before registration):
+			 * not ours, skip it.  Wake in case it is the faulting
+			 * page and the populating thread did not. */
+			usm_count(&p->c.eexist, 1);
+			unplan(p, cur, cur + ps);
+			if (cur == fault)
+				usm_uffd_wake(p->uffd, cur, ps);
+			cur += ps;
+		} else if (rc == -ENOENT && cur < fault) {
+			/* The mapping starts above the window's start. */
+			unplan(p, cur, fault);
+			cur = fault;
+		} else if (rc == -EAGAIN) {
+			/* An munmap/mremap/madvise event is queued behind this
+			 * fault: give the frames back, read it, retry. */
+			unplan(p, cur, end);
+			resolved = cur > fault;
+			break;
+		} else {
+			/* The mapping ends here (-ENOENT), or the process is
+			 * gone (-ESRCH): nothing more can be mapped. */
+			if (rc != -ENOENT && rc != -ESRCH)
+				usm_log(USM_LOG_WARN, "pid %d: UFFDIO_COPY at 0x%llx: %s",
+					p->pid, (unsigned long long)cur, strerror(-rc));
+			unplan(p, cur, end);
+			break;
+		}
+	}
+	w->plan_n = 0;
+	return resolved;
+}
+
+/* ---- ALLOC ---------------------------------------------------------- */
+
+static void add_pending(struct usm_worker *w, struct usm_process *p, uint64_t addr,
+			uint32_t flags)
+{
+	if (w->npending == w->cap_pending) {
+		size_t cap = w->cap_pending ? w->cap_pending * 2 : 64;
+		void *n = realloc(w->pending, cap * sizeof(*w->pending));
+		if (!n) {
+			/* Cannot even remember the fault: let the kernel have it
+			 * rather than leave a thread hanging. */
+			uint64_t done;
+			usm_uffd_zeropage(p->uffd, addr, usm_inst->cfg.page_size, &done);
+			return;
+		}
+		w->pending = n;
+		w->cap_pending = cap;
+	}
+	w->pending[w->npending++] = (struct usm_pending){ p, addr, flags };
+}
+
+static bool oom_to_kernel(struct usm_process *p, uint64_t addr)
+{
+	uint64_t done;
+	int rc = usm_uffd_zeropage(p->uffd, addr, usm_inst->cfg.page_size, &done);
+
+	if (rc == -EAGAIN)
+		return false;
+	if (rc == -EEXIST)
+		usm_uffd_wake(p->uffd, addr, usm_inst->cfg.page_size);
+	usm_count(&p->c.kernel_pages, 1);
+	usm_count(&usm_inst->c.kernel_pages, 1);
+	return true;
+}
+
+/* Call the policy; returns what to do if nothing was planned. */
+static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev)
+{
+	struct usm_process *p = ev->origin;
+	struct usm_policy *pol = usm_instance_policy_of(p);
+	struct usm_page *stale = usm_pagemap_take(&p->pm, ev->vaddr);
+	int rc;
+
+	/* A fault on a page we think is mapped: the kernel dropped it
+	 * (MADV_FREE reclaimed, say).  Its frame is released and the fault
+	 * handled like any other. */
+	if (stale)
+		usm_frame_release(stale);
+	w->plan_n = 0;
+	rc = pol->ops->usm_alloc(ev);
+	if (rc == USM_OK && w->plan_n)
+		return USM_OOM_RETRY;
+	if (rc == USM_YIELD)
+		return USM_OOM_WAIT;
+	if (rc != USM_ENOMEM) {
+		usm_log(USM_LOG_ERROR, "policy %s: usm_alloc returned %d without "
+			"resolving 0x%llx; handing the page to the kernel",
+			pol->name, rc, (unsigned long long)ev->vaddr);
+		return USM_OOM_KERNEL;
+	}
+	usm_count(&p->c.oom_events, 1);
+	usm_count(&usm_inst->c.oom_events, 1);
+	return pol->ops->usm_oom ? pol->ops->usm_oom(ev) : usm_oom_default(ev);
+}
+
+static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t addr,
+			 uint32_t flags, uint32_t tid, bool retry)
+{
+	uint64_t t0 = usm_now_ns();
+	struct usm_event ev = {
+		.type = USM_EVENT_ALLOC, .origin = p, .vaddr = addr & page_mask(),
+		.length = usm_inst->cfg.page_size, .flags = flags, .tid = tid,
+		.framework = w,
+	};
+	enum usm_oom_action act;
+
+	pthread_mutex_lock(&usm_inst->lock);
+	act = plan_fault(w, &ev);
+	pthread_mutex_unlock(&usm_inst->lock);
+
+	if (w->plan_n ? !map_plan(w, p, ev.vaddr) :
+	    act == USM_OOM_KERNEL ? !oom_to_kernel(p, ev.vaddr) : true) {
+		add_pending(w, p, ev.vaddr, flags);
+		return;
+	}
+	if (!retry) {
+		uint64_t dt = usm_now_ns() - t0;
+		usm_hist_add(&p->lat, dt);
+		usm_hist_add(&usm_inst->lat, dt);
+	}
+}
+
+void usm_retry_pending(struct usm_worker *w)
+{
+	size_t n = w->npending;
+	struct usm_pending *batch;
+
+	if (!n)
+		return;
+	batch = malloc(n * sizeof(*batch));
+	if (!batch)
+		return;
+	memcpy(batch, w->pending, n * sizeof(*batch));
+	w->npending = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!batch[i].proc->dead)
+			handle_alloc(w, batch[i].proc, batch[i].addr, batch[i].flags, 0, true);
+	free(batch);
+}
+
+void usm_drop_pending(struct usm_worker *w, struct usm_process *p)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < w->npending; i++)
+		if (w->pending[i].proc != p)
+			w->pending[j++] = w->pending[i];
+	w->npending = j;
+}
+
+/* ---- FREE and VIRT_AS_CHANGE ---------------------------------------- */
+
+static void release_cb(uint64_t va, struct usm_page *pg, void *arg)
+{
+	struct usm_process *p = arg;
+
+	usm_pagemap_take(&p->pm, va);
+	usm_count(&p->c.pages_freed, 1);
+	usm_count(&usm_inst->c.pages_freed, 1);
+	usm_frame_release(pg);
+}
+
+static void handle_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
+			uint64_t end, bool unmap)
+{
+	struct usm_event ev = {
+		.type = USM_EVENT_FREE, .origin = p, .vaddr = start,
+		.length = end - start, .flags = unmap ? USM_FREE_UNMAP : 0,
+		.framework = w,
+	};
+	struct usm_policy *pol;
+
+	usm_count(unmap ? &p->c.ev_unmap : &p->c.ev_remove, 1);
+	usm_count(unmap ? &usm_inst->c.ev_unmap : &usm_inst->c.ev_remove, 1);
+	pthread_mutex_lock(&usm_inst->lock);
+	pol = usm_instance_policy_of(p);
+	if (pol->ops->usm_free)
+		pol->ops->usm_free(&ev);
+	usm_pagemap_walk(&p->pm, start, end, release_cb, p);
+	pthread_mutex_unlock(&usm_inst->lock);
+}
+
+struct moved {
+	struct usm_page **pages;
+	size_t n, cap;
+	bool oom;
+};
+
+static void collect_cb(uint64_t va, struct usm_page *pg, void *arg)
+{
+	struct moved *m = arg;
+
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 256;
+		void *n = realloc(m->pages, cap * sizeof(*m->pages));
+		if (!n) {
+			m->oom = true;
+			return;
+		}
+		m->pages = n;
+		m->cap = cap;
+	}
+	m->pages[m->n++] = pg;
+	(void)va;
+}
+
+static void handle_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
+			 uint64_t to, uint64_t len)
+{
+	struct usm_event ev = {
+		.type = USM_EVENT_VIRT_AS_CHANGE, .origin = p, .vaddr = from,
+		.length = len, .offst = to, .framework = w,
+	};
+	struct moved m = { 0 };
+	struct usm_policy *pol;
+
+	usm_count(&p->c.ev_remap, 1);
+	usm_count(&usm_inst->c.ev_remap, 1);
+	pthread_mutex_lock(&usm_inst->lock);
+	usm_pagemap_walk(&p->pm, from, from + len, collect_cb, &m);
+	for (size_t i = 0; i < m.n; i++) {
+		struct usm_page *pg = m.pages[i];
+		uint64_t nva = to + (pg->vaddr - from);
+		struct usm_page *old;
+
+		usm_pagemap_take(&p->pm, pg->vaddr);
+		if (m.oom) {
+			/* Could not track the move: release rather than keep
+			 * frames at addresses that no longer mean anything. */
+			usm_frame_release(pg);
+			continue;
+		}
+		old = usm_pagemap_take(&p->pm, nva);
+		if (old)
+			usm_frame_release(old);
+		pg->vaddr = nva;
+		if (usm_pagemap_set(&p->pm, nva, pg))
+			usm_frame_release(pg);
+	}
+	pol = usm_instance_policy_of(p);
+	if (pol->ops->usm_virt_address_space_change)
+		pol->ops->usm_virt_address_space_change(&ev);
+	pthread_mutex_unlock(&usm_inst->lock);
+	free(m.pages);
+}
+
+/* ---- the message loop ----------------------------------------------- */
+
+static void dispatch(struct usm_worker *w, struct usm_process *p, const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT: {
+		uint32_t flags = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE)
+				 ? USM_FAULT_WRITE : 0;
+		usm_count(&p->c.faults, 1);
+		usm_count(&usm_inst->c.faults, 1);
+		handle_alloc(w, p, m->arg.pagefault.address, flags,
+			     m->arg.pagefault.feat.ptid, false);
+		break;
+	}
+	case UFFD_EVENT_REMOVE:
+		handle_free(w, p, m->arg.remove.start, m->arg.remove.end, false);
+		break;
+	case UFFD_EVENT_UNMAP:
+		handle_free(w, p, m->arg.remove.start, m->arg.remove.end, true);
+		break;
+	case UFFD_EVENT_REMAP:
+		handle_remap(w, p, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	default:
+		usm_log(USM_LOG_WARN, "pid %d: unexpected userfaultfd event %u",
+			p->pid, m->event);
+	}
+}
+
+void usm_handle_uffd(struct usm_worker *w, struct usm_process *p)
+{
+	struct uffd_msg msgs[MSGS_PER_READ];
+	int n;
+
+	/* Drain: faults that arrive while we work are taken without another
+	 * trip through epoll. */
+	while ((n = usm_uffd_read(p->uffd, msgs, MSGS_PER_READ)) > 0)
+		for (int i = 0; i < n && !p->dead; i++)
+			dispatch(w, p, &msgs[i]);
+	if (n < 0 && !p->dead)
+		usm_log(USM_LOG_WARN, "pid %d: reading userfaultfd: %s", p->pid, strerror(-n));
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/frames.c - the instance's frame budget.
+ *
+ * A frame is a unit of budget plus its descriptor.  Descriptors live in one
+ * array mapped with MAP_NORESERVE, so a 24 GiB budget costs memory only for
+ * the frames ever used.  Free frames are a stack of indices (recently freed
+ * first, cache-warm descriptors); never-used frames come from next_fresh.
+ * Every function here runs under the policy lock.
+ */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+static void *map_array(uint64_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int usm_frames_init(struct usm_instance *inst)
+{
+	inst->nframes = inst->cfg.memory_mib * (1024 * 1024 / inst->cfg.page_size);
+	inst->frames = map_array(inst->nframes * sizeof(struct usm_page));
+	inst->free_stack = map_array(inst->nframes * sizeof(uint64_t));
+	if (!inst->frames || !inst->free_stack)
+		return -ENOMEM;
+	inst->nfree = 0;
+	inst->next_fresh = 0;
+	return 0;
+}
+
+void usm_frames_fini(struct usm_instance *inst)
+{
+	if (inst->frames)
+		munmap(inst->frames, inst->nframes * sizeof(struct usm_page));
+	if (inst->free_stack)
+		munmap(inst->free_stack, inst->nframes * sizeof(uint64_t));
+	inst->frames = NULL;
+	inst->free_stack = NULL;
+}
+
+uint64_t usm_page_size(void)
+{
+	return usm_inst->cfg.page_size;
+}
+
+uint64_t usm_frames_total(void)
+{
+	return usm_inst->nframes;
+}
+
+uint64_t usm_frames_free(void)
+{
+	return usm_inst->nfree + (usm_inst->nframes - usm_inst->next_fresh);
+}
+
+unsigned usm_budget_used_pct(void)
+{
+	uint64_t used = usm_inst->nframes - usm_frames_free();
+
+	return (unsigned)(used * 100 / usm_inst->nframes);
+}
+
+static struct usm_page *pop_frame(struct usm_instance *inst)
+{
+	struct usm_page *pg;
+
+	if (inst->nfree)
+		pg = &inst->frames[inst->free_stack[--inst->nfree]];
+	else if (inst->next_fresh < inst->nframes)
+		pg = &inst->frames[inst->next_fresh++];
+	else
+		return NULL;
+	pg->frame = (uint64_t)(pg - inst->frames);
+	pg->state = USM_PAGE_TAKEN;
+	pg->vaddr = 0;
+	pg->policy_flags = 0;
+	pg->priv = NULL;
+	pg->owner = NULL;
+	usm_list_init(&pg->list);
+	usm_list_init(&pg->list2);
+	return pg;
+}
+
+struct usm_page *usm_frame_take(struct usm_event *ev)
+{
+	struct usm_page *pg = pop_frame(usm_inst);
+
+	if (pg)
+		pg->proc = ev ? ev->origin : NULL;
+	return pg;
+}
+
+int usm_frames_take(struct usm_event *ev, struct usm_page **out, unsigned n)
+{
+	if (usm_frames_free() < n)
+		return USM_ENOMEM;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = usm_frame_take(ev);
+	return USM_OK;
+}
+
+void usm_frame_put(struct usm_page *pg)
+{
+	struct usm_instance *inst = usm_inst;
+
+	pg->state = USM_PAGE_FREE;
+	pg->proc = NULL;
+	pg->vaddr = 0;
+	inst->free_stack[inst->nfree++] = pg->frame;
+}
+
+/* A mapped frame leaves its process: policy first, then the pool. */
+void usm_frame_release(struct usm_page *pg)
+{
+	struct usm_process *p = pg->proc;
+	const struct usm_policy *pol = pg->owner;
+
+	if (pol && pol->ops->usm_pindex_free)
+		pol->ops->usm_pindex_free(pg);
+	usm_count(&p->c.frames_in_use, (uint64_t)-1);
+	usm_count(&usm_inst->c.frames_in_use, (uint64_t)-1);
+	usm_frame_put(pg);
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/instance.h - the framework's internals: an instance (InstanceUSM),
+ * its processes, frames and workers.  Not part of the public API.
+ *
+ * Threads: one control thread (accepts clients, answers stats, samples
+ * RSS) and `workers` fault-handling threads.  Each process belongs to one
+ * worker, which handles all of its events in order, so per-process state
+ * needs no lock of its own.  Frames, policy state and pagemaps are guarded
+ * by the instance's policy lock (inst->lock).
+ */
+#ifndef USM_CORE_INSTANCE_H
+#define USM_CORE_INSTANCE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <usm/usm.h>
+#include "core/config.h"
+#include "core/pagemap.h"
+#include "core/registry.h"
+#include "core/stats.h"
+#include "ipc/proto.h"
+
+#define USM_MAX_BATCH 512     /* pages per resolve: 2 MiB */
+#define USM_HISTORY_MAX 256   /* exited processes kept for the stats */
+
+struct usm_worker;
+
+/* What an epoll event refers to. */
+enum usm_watch_kind { WATCH_UFFD, WATCH_SOCK, WATCH_PIDFD, WATCH_WAKE };
+
+struct usm_watch {
+	enum usm_watch_kind kind;
+	struct usm_process *proc;
+};
+
+struct usm_process {
+	pid_t pid;
+	char comm[16];
+	int priority;
+	int uffd, sock, pidfd;
+	struct usm_policy *policy;        /* NULL: follow the instance default */
+	void *priv;
+	struct usm_pagemap pm;
+	struct usm_counters c;
+	struct usm_hist lat;
+	uint64_t attached_ns;
+	uint64_t rss_anon_peak, usm_at_peak;
+	bool killed;                      /* OOM sent SIGKILL */
+	bool warned_oom;
+	bool dead;                        /* torn down; waiting to be freed */
+	struct usm_worker *worker;
+	struct usm_watch w_uffd, w_sock, w_pidfd;
+	struct usm_list_head link;        /* inst->procs, under procs_lock */
+};
+
+/* A fault waiting for frames (oom wait / kill). */
+struct usm_pending {
+	struct usm_process *proc;
+	uint64_t addr;
+	uint32_t flags;
+};
+
+struct usm_worker {
+	struct usm_instance *inst;
+	unsigned id;
+	pthread_t thread;
+	int epfd;
+	int wakefd;                        /* eventfd: stop, or frames freed */
+	struct usm_watch w_wake;
+	struct usm_pending *pending;
+	size_t npending, cap_pending;
+	/* The resolve plan of the ALLOC event being handled. */
+	uint64_t plan_vaddr;
+	unsigned plan_n;
+	struct usm_page *plan[USM_MAX_BATCH];
+};
+
+struct usm_instance {
+	char name[64];
+	struct usm_config cfg;
+	pthread_mutex_t lock;             /* the policy lock */
+
+	/* frames */
+	struct usm_page *frames;
+	uint64_t nframes, nfree, next_fresh;
+	uint64_t *free_stack;
+
+	struct usm_policy *default_policy;
+	struct usm_counters c;            /* totals, incl. exited processes */
+	struct usm_hist lat;
+
+	pthread_mutex_t procs_lock;       /* procs list and the history */
+	struct usm_list_head procs;
+	struct usm_stat_proc *history;    /* ring of exited processes */
+	size_t history_len, history_next;
+	unsigned next_worker;
+
+	struct usm_worker *workers;
+	unsigned nworkers;
+
+	char sock_path[256];
+	int listen_fd;
+	int ctl_epfd;
+	int stop_fd;                      /* eventfd: stop the control loop */
+	_Atomic bool stopping;
+	uint64_t start_ns;
+	void *zero;                       /* USM_MAX_BATCH zero pages, read-only */
+};
+
+extern struct usm_instance *usm_inst;
+
+/* instance.c */
+int usm_instance_create(struct usm_instance **out, const char *name,
+			struct usm_config *cfg, char *err, size_t errlen);
+int usm_instance_run(struct usm_instance *inst);   /* until stopped */
+void usm_instance_stop(struct usm_instance *inst);
+void usm_instance_destroy(struct usm_instance *inst);
+struct usm_policy *usm_instance_policy_of(struct usm_process *p);
+
+/* frames.c */
+int usm_frames_init(struct usm_instance *inst);
+void usm_frames_fini(struct usm_instance *inst);
+/* Return a mapped frame of a process to the pool (lock held). */
+void usm_frame_release(struct usm_page *pg);
+
+/* process.c */
+struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_msg_hello *h,
+				    int uffd, int sock, char *err, size_t errlen);
+void usm_process_teardown(struct usm_process *p);
+void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out);
+void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *h,
+			   struct usm_stat_counters *out);
+
+/* fault.c: event handling on a worker */
+void usm_handle_uffd(struct usm_worker *w, struct usm_process *p);
+void usm_retry_pending(struct usm_worker *w);
+void usm_drop_pending(struct usm_worker *w, struct usm_process *p);
+
+/* worker.c */
+int usm_workers_start(struct usm_instance *inst);
+void usm_workers_stop(struct usm_instance *inst);
+int usm_worker_adopt(struct usm_worker *w, struct usm_process *p);
+void usm_worker_kick(struct usm_worker *w);
+
+/* control.c */
+int usm_control_open(struct usm_instance *inst, char *err, size_t errlen);
+int usm_control_loop(struct usm_instance *inst);
+void usm_control_close(struct usm_instance *inst);
+
+#endif /* USM_CORE_INSTANCE_H */

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/log.c - one line per message on stderr: "usmd[instance] level: ...".
+ * USM_LOG=error|warn|info|debug sets the level (default warn).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <usm/usm.h>
+
+static int level = -1;
+static char tag[80] = "usm";
+
+void usm_log_set_tag(const char *t)
+{
+	snprintf(tag, sizeof(tag), "%s", t);
+}
+
+static int current_level(void)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	const char *env;
+
+	if (level >= 0)
+		return level;
+	level = USM_LOG_WARN;
+	env = getenv("USM_LOG");
+	for (int i = 0; env && i < 4; i++)
+		if (!strcmp(env, names[i]))
+			level = i;
+	return level;
+}
+
+void usm_log(enum usm_log_level lvl, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	char buf[512];
+	va_list ap;
+	int n;
+
+	if ((int)lvl > current_level())
+		return;
+	n = snprintf(buf, sizeof(buf), "%s %s: ", tag, names[lvl]);
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+	va_end(ap);
+	/* One write per line, so lines from several threads do not mix. */
+	fprintf(stderr, "%s\n", buf);
+}

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/process.c - processes attached to the instance.
+ */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static struct usm_policy *choose_policy(struct usm_instance *inst,
+					const struct usm_msg_hello *h,
+					char *err, size_t errlen)
+{
+	const char *name = h->policy[0] ? h->policy
+					: usm_config_policy_for(&inst->cfg, h->comm);
+	struct usm_policy *pol;
+	char known[256];
+
+	if (!name)
+		return NULL;           /* follow the instance default */
+	pol = usm_registry_find_alloc(name);
+	if (!pol) {
+		usm_registry_names(known, sizeof(known));
+		snprintf(err, errlen, "unknown policy '%s' (registered: %s)", name, known);
+	}
+	return pol;
+}
+
+struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_msg_hello *h,
+				    int uffd, int sock, char *err, size_t errlen)
+{
+	struct usm_process *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	err[0] = '\0';
+	p->policy = choose_policy(inst, h, err, errlen);
+	if (err[0]) {
+		free(p);
+		return NULL;
+	}
+	p->pidfd = pidfd_open_(h->pid);
+	if (p->pidfd < 0) {
+		snprintf(err, errlen, "pidfd_open(%d): %s", h->pid, strerror(errno));
+		free(p);
+		return NULL;
+	}
+	p->pid = h->pid;
+	memcpy(p->comm, h->comm, sizeof(p->comm));
+	p->comm[sizeof(p->comm) - 1] = '\0';
+	p->priority = usm_config_priority_for(&inst->cfg, p->comm);
+	p->uffd = uffd;
+	p->sock = sock;
+	p->attached_ns = usm_now_ns();
+	usm_pagemap_init(&p->pm);
+	usm_list_init(&p->link);
+	p->w_uffd = (struct usm_watch){ WATCH_UFFD, p };
+	p->w_sock = (struct usm_watch){ WATCH_SOCK, p };
+	p->w_pidfd = (struct usm_watch){ WATCH_PIDFD, p };
+
+	pthread_mutex_lock(&inst->lock);
+	struct usm_policy *pol = usm_instance_policy_of(p);
+	if (pol->ops->usm_new_process)
+		pol->ops->usm_new_process(p);
+	pthread_mutex_unlock(&inst->lock);
+
+	pthread_mutex_lock(&inst->procs_lock);
+	usm_list_add_tail(&p->link, &inst->procs);
+	pthread_mutex_unlock(&inst->procs_lock);
+	usm_log(USM_LOG_INFO, "attached pid %d (%s), policy %s", p->pid, p->comm, pol->name);
+	return p;
+}
+
+void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *h,
+			   struct usm_stat_counters *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->faults = usm_read(&c->faults);
+	o->pages_mapped = usm_read(&c->pages_mapped);
+	o->frames_in_use = usm_read(&c->frames_in_use);
+	o->frames_peak = usm_read(&c->frames_peak);
+	o->ev_remove = usm_read(&c->ev_remove);
+	o->ev_unmap = usm_read(&c->ev_unmap);
+	o->ev_remap = usm_read(&c->ev_remap);
+	o->pages_freed = usm_read(&c->pages_freed);
+	o->oom_events = usm_read(&c->oom_events);
+	o->kernel_pages = usm_read(&c->kernel_pages);
+	o->eexist = usm_read(&c->eexist);
+	o->lat_p50_ns = usm_hist_quantile(h, 0.50);
+	o->lat_p99_ns = usm_hist_quantile(h, 0.99);
+	o->lat_max_ns = usm_hist_quantile(h, 1.0);
+}
+
+void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->pid = p->pid;
+	out->alive = !p->dead;
+	memcpy(out->comm, p->comm, sizeof(out->comm));
+	snprintf(out->policy, sizeof(out->policy), "%s",
+		 p->policy ? p->policy->name : "(default)");
+	out->attached_ns = usm_now_ns() - p->attached_ns;
+	usm_counters_snapshot(&p->c, &p->lat, &out->c);
+	out->c.rss_anon_peak_pages = p->rss_anon_peak;
+	out->c.usm_pages_at_peak = p->usm_at_peak;
+}
+
+static void release_all_cb(uint64_t va, struct usm_page *pg, void *arg)
+{
+	struct usm_process *p = arg;
+
+	usm_pagemap_take(&p->pm, va);
+	usm_frame_release(pg);
+}
+
+static void remember(struct usm_instance *inst, struct usm_process *p)
+{
+	if (!inst->history)
+		inst->history = calloc(USM_HISTORY_MAX, sizeof(*inst->history));
+	if (!inst->history)
+		return;
+	usm_process_snapshot(p, &inst->history[inst->history_next]);
+	inst->history[inst->history_next].alive = 0;
+	inst->history_next = (inst->history_next + 1) % USM_HISTORY_MAX;
+	if (inst->history_len < USM_HISTORY_MAX)
+		inst->history_len++;
+}
+
+/*
+ * The process exited or exec'd (its agent connection ended).  Runs on the
+ * owning worker.  The caller frees p after the current epoll batch.
+ */
+void usm_process_teardown(struct usm_process *p)
+{
+	struct usm_instance *inst = usm_inst;
+	struct usm_worker *w = p->worker;
+
+	if (p->dead)
+		return;
+	if (w) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
+		usm_drop_pending(w, p);
+	}
+
+	pthread_mutex_lock(&inst->lock);
+	struct usm_policy *pol = usm_instance_policy_of(p);
+	if (pol->ops->usm_process_exit)
+		pol->ops->usm_process_exit(p);
+	usm_pagemap_walk(&p->pm, 0, UINT64_MAX, release_all_cb, p);
+	pthread_mutex_unlock(&inst->lock);
+	usm_pagemap_destroy(&p->pm);
+
+	close(p->uffd);
+	close(p->sock);
+	close(p->pidfd);
+	usm_log(USM_LOG_INFO, "detached pid %d (%s): %llu faults, %llu pages mapped",
+		p->pid, p->comm, (unsigned long long)usm_read(&p->c.faults),
+		(unsigned long long)usm_read(&p->c.pages_mapped));
+
+	pthread_mutex_lock(&inst->procs_lock);
+	p->dead = true;
+	remember(inst, p);
+	usm_list_del(&p->link);
+	pthread_mutex_unlock(&inst->procs_lock);
+}
+
+/* ---- public process API ---------------------------------------------- */
+
+pid_t usm_process_pid(const struct usm_process *p)
+{
+	return p->pid;
+}
+
+const char *usm_process_comm(const struct usm_process *p)
+{
+	return p->comm;
+}
+
+int usm_process_priority(const struct usm_process *p)
+{
+	return p->priority;
+}
+
+uint64_t usm_process_frames(const struct usm_process *p)
+{
+	return usm_read(&p->c.frames_in_use);
+}
+
+void *usm_process_priv(const struct usm_process *p)
+{
+	return p->priv;
+}
+
+void usm_process_set_priv(struct usm_process *p, void *priv)
+{
+	p->priv = priv;
+}
+
+int usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg)
+{
+	struct usm_list_head *pos;
+	int rc = 0;
+
+	pthread_mutex_lock(&usm_inst->procs_lock);
+	usm_list_for_each(pos, &usm_inst->procs) {
+		struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
+		if (!p->dead && (rc = fn(p, arg)) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&usm_inst->procs_lock);
+	return rc;
+}
+
+int usm_process_kill(struct usm_process *p, const char *reason)
+{
+	if (p->killed)
+		return 0;
+	if (syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0) < 0) {
+		usm_log(USM_LOG_ERROR, "cannot kill pid %d (%s): %s", p->pid, p->comm,
+			strerror(errno));
+		return -errno;
+	}
+	p->killed = true;
+	usm_log(USM_LOG_WARN, "killed pid %d (%s, priority %d, %llu frames): %s",
+		p->pid, p->comm, p->priority,
+		(unsigned long long)usm_read(&p->c.frames_in_use), reason);
+	return 0;
+}
+
+/* ---- OOM --------------------------------------------------------------- */
+
+struct victim_search {
+	struct usm_process *best;
+};
+
+/* Lowest priority first; among equals, the largest. */
+static int consider_victim(struct usm_process *p, void *arg)
+{
+	struct victim_search *vs = arg;
+	struct usm_process *b = vs->best;
+
+	if (p->killed)
+		return 0;
+	if (!b || p->priority < b->priority ||
+	    (p->priority == b->priority &&
+	     usm_read(&p->c.frames_in_use) > usm_read(&b->c.frames_in_use)))
+		vs->best = p;
+	return 0;
+}
+
+enum usm_oom_action usm_oom_default(struct usm_event *ev)
+{
+	struct usm_process *p = ev->origin;
+	struct victim_search vs = { NULL };
+
+	switch (usm_inst->cfg.oom) {
+	case USM_OOM_KERNEL:
+		if (!p->warned_oom) {
+			p->warned_oom = true;
+			usm_log(USM_LOG_WARN, "budget full (%llu frames): pid %d (%s) gets "
+				"kernel pages from now on until frames free up",
+				(unsigned long long)usm_inst->nframes, p->pid, p->comm);
+		}
+		return USM_OOM_KERNEL;
+	case USM_OOM_RETRY:
+		usm_process_for_each(consider_victim, &vs);
+		if (vs.best)
+			usm_process_kill(vs.best, "instance out of frames (oom kill)");
+		return USM_OOM_WAIT;
+	case USM_OOM_WAIT:
+	default:
+		return USM_OOM_WAIT;
+	}
+}

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/worker.c - fault-handling threads.
+ *
+ * Each worker owns an epoll set with, per process, its userfaultfd, its
+ * agent socket (PING, and EOF on exit or exec) and its pidfd (exit).
+ * Blocking workers sleep in epoll_wait; spinning workers poll it with a
+ * zero timeout, trading a core for the wake-up latency.
+ */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define EVENTS_PER_WAIT 64
+#define PENDING_RETRY_MS 20
+
+static void answer_agent(struct usm_process *p)
+{
+	struct usm_msg m;
+	int fd;
+	ssize_t n = usm_sock_recv(p->sock, &m, sizeof(m), &fd);
+	const char *bad;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		/* EOF: the process exited or exec'd (the socket is CLOEXEC). */
+		usm_process_teardown(p);
+		return;
+	}
+	bad = usm_msg_check(&m, (size_t)n);
+	if (bad || m.type != USM_MSG_PING) {
+		usm_log(USM_LOG_WARN, "pid %d: bad message from agent: %s", p->pid,
+			bad ? bad : "unexpected type");
+		return;
+	}
+	usm_msg_init(&m, USM_MSG_PONG, sizeof(m));
+	usm_sock_send(p->sock, &m, sizeof(m), -1);
+}
+
+static void drain_wakefd(struct usm_worker *w)
+{
+	uint64_t v;
+
+	if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		usm_log(USM_LOG_WARN, "worker %u: eventfd: %s", w->id, strerror(errno));
+}
+
+static void handle_event(struct usm_worker *w, struct usm_watch *watch)
+{
+	struct usm_process *p = watch->proc;
+
+	if (p && p->dead)
+		return;
+	switch (watch->kind) {
+	case WATCH_UFFD:
+		usm_handle_uffd(w, p);
+		break;
+	case WATCH_SOCK:
+		answer_agent(p);
+		break;
+	case WATCH_PIDFD:
+		usm_process_teardown(p);
+		break;
+	case WATCH_WAKE:
+		drain_wakefd(w);
+		break;
+	}
+}
+
+static void free_dead(struct usm_process **dead, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(dead[i]);
+}
+
+static void *worker_main(void *arg)
+{
+	struct usm_worker *w = arg;
+	struct epoll_event ev[EVENTS_PER_WAIT];
+	bool spin = w->inst->cfg.spinning;
+
+	while (!w->inst->stopping) {
+		int timeout = spin ? 0 : w->npending ? PENDING_RETRY_MS : -1;
+		int n = epoll_wait(w->epfd, ev, EVENTS_PER_WAIT, timeout);
+		struct usm_process *dead[EVENTS_PER_WAIT];
+		int ndead = 0;
+
+		if (n < 0 && errno != EINTR) {
+			usm_log(USM_LOG_ERROR, "worker %u: epoll_wait: %s", w->id, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct usm_watch *watch = ev[i].data.ptr;
+			struct usm_process *p = watch->proc;
+			bool was_dead = p && p->dead;
+
+			handle_event(w, watch);
+			/* Free only after the batch: later entries may point at p. */
+			if (p && !was_dead && p->dead)
+				dead[ndead++] = p;
+		}
+		free_dead(dead, ndead);
+		if (w->npending)
+			usm_retry_pending(w);
+	}
+	return NULL;
+}
+
+static int watch_add(int epfd, int fd, struct usm_watch *watch)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = watch };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+int usm_worker_adopt(struct usm_worker *w, struct usm_process *p)
+{
+	int rc;
+
+	p->worker = w;
+	if ((rc = watch_add(w->epfd, p->uffd, &p->w_uffd)) ||
+	    (rc = watch_add(w->epfd, p->sock, &p->w_sock)) ||
+	    (rc = watch_add(w->epfd, p->pidfd, &p->w_pidfd))) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+		return rc;
+	}
+	return 0;
+}
+
+void usm_worker_kick(struct usm_worker *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		usm_log(USM_LOG_WARN, "worker %u: eventfd: %s", w->id, strerror(errno));
+}
+
+static int worker_init(struct usm_instance *inst, struct usm_worker *w, unsigned id)
+{
+	w->inst = inst;
+	w->id = id;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->epfd < 0 || w->wakefd < 0)
+		return -errno;
+	w->w_wake = (struct usm_watch){ WATCH_WAKE, NULL };
+	return watch_add(w->epfd, w->wakefd, &w->w_wake);
+}
+
+int usm_workers_start(struct usm_instance *inst)
+{
+	inst->nworkers = inst->cfg.workers;
+	inst->workers = calloc(inst->nworkers, sizeof(*inst->workers));
+	if (!inst->workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < inst->nworkers; i++) {
+		struct usm_worker *w = &inst->workers[i];
+		int rc = worker_init(inst, w, i);
+
+		if (rc)
+			return rc;
+		rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc)
+			return -rc;
+	}
+	return 0;
+}
+
+/* Stop and join the workers, then detach every process they still hold. */
+void usm_workers_stop(struct usm_instance *inst)
+{
+	struct usm_list_head *pos, *tmp;
+
+	if (!inst->workers)
+		return;
+	for (unsigned i = 0; i < inst->nworkers; i++)
+		if (inst->workers[i].thread) {
+			usm_worker_kick(&inst->workers[i]);
+			pthread_join(inst->workers[i].thread, NULL);
+		}
+	/* Closing our end of each socket tells the agent to take its memory
+	 * back from us; it keeps running unmanaged. */
+	usm_list_for_each_safe(pos, tmp, &inst->procs) {
+		struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
+		usm_process_teardown(p);
+		free(p);
+	}
+	for (unsigned i = 0; i < inst->nworkers; i++) {
+		struct usm_worker *w = &inst->workers[i];
+		if (w->epfd > 0)
+			close(w->epfd);
+		if (w->wakefd > 0)
+			close(w->wakefd);
+		free(w->pending);
+	}
+	free(inst->workers);
+	inst->workers = NULL;
+}
