@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent/agent.c - attach to the instance at start-up and after fork, and
+ * detach (hand all memory back to the kernel) when it goes away.
+ *
+ * Environment (set by `usm run`):
+ *   USM_SOCKET           the instance's socket; unset = do nothing
+ *   USM_POLICY           allocation policy to ask for
+ *   USM_REQUIRED=1       exit(126) instead of running unmanaged if the
+ *                        first attach fails (cleared once attached, so
+ *                        children and exec'd programs degrade gracefully)
+ *   USM_AGENT_TIMEOUT_MS silence from the instance before detaching (10000)
+ */
+#include "agent/agent.h"
+#include "agent/rawsys.h"
+#include "ipc/proto.h"
+#include "mech/uffd.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define HELLO_TIMEOUT_S 10
+#define MAX_FORK_RANGES 16384
+
+struct agent agent = { .uffd = -1, .sock = -1, .lock = ATOMIC_FLAG_INIT };
+
+/* Ranges registered at fork time, for the child to register again. */
+struct range {
+	uint64_t start, end;
+};
+static struct range fork_ranges[MAX_FORK_RANGES];
+static size_t n_fork_ranges;
+
+void agent_log(const char *fmt, ...)
+{
+	char buf[384];
+	va_list ap;
+	int n = snprintf(buf, sizeof(buf), "usm-agent[%d]: ", (int)getpid());
+
+	va_start(ap, fmt);
+	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (write(2, buf, (size_t)n) < 0)
+		return;
+}
+
+static void lock(void)
+{
+	while (atomic_flag_test_and_set_explicit(&agent.lock, memory_order_acquire))
+		;
+}
+
+static void unlock(void)
+{
+	atomic_flag_clear_explicit(&agent.lock, memory_order_release);
+}
+
+void agent_register(uint64_t start, uint64_t len)
+{
+	if (len == 0 || atomic_load(&agent.state) != AGENT_ATTACHED)
+		return;
+	lock();
+	if (agent.uffd >= 0)
+		usm_uffd_register(agent.uffd, start, len, UFFDIO_REGISTER_MODE_MISSING);
+	unlock();
+}
+
+static int unregister_entry(const struct maps_entry *e, void *arg)
+{
+	(void)arg;
+	if (e->anon)
+		usm_uffd_unregister(agent.uffd, e->start, e->end - e->start);
+	return 0;
+}
+
+void agent_detach(const char *why)
+{
+	int expected = AGENT_ATTACHED;
+
+	if (!atomic_compare_exchange_strong(&agent.state, &expected, AGENT_DETACHED))
+		return;
+	lock();
+	/* Unregistering wakes every thread blocked on a fault in the range;
+	 * the kernel then serves it.  Pages already mapped stay as they are. */
+	agent_maps_walk(false, unregister_entry, NULL);
+	close(agent.uffd);
+	agent.uffd = -1;
+	unlock();
+	close(agent.sock);
+	agent.sock = -1;
+	agent_log("%s; continuing unmanaged (all memory stays in place)", why);
+}
+
+/* ---- attaching ------------------------------------------------------- */
+
+static void read_comm(char *comm, size_t len)
+{
+	if (prctl(PR_GET_NAME, comm, 0, 0, 0) < 0)
+		snprintf(comm, len, "?");
+}
+
+static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *err, size_t errlen)
+{
+	struct usm_msg_hello h;
+	struct usm_msg_ack ack;
+	struct timeval tv = { .tv_sec = HELLO_TIMEOUT_S };
+	const char *bad;
+	ssize_t n;
+	int rc;
+
+	usm_msg_init(&h.h, USM_MSG_HELLO, sizeof(h));
+	h.pid = getpid();
+	h.ppid = getppid();
+	h.flags = flags;
+	h.features = features;
+	read_comm(h.comm, sizeof(h.comm));
+	snprintf(h.policy, sizeof(h.policy), "%s", agent.policy);
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rc = usm_sock_send(sock, &h, sizeof(h), uffd);
+	if (rc) {
+		snprintf(err, errlen, "sending HELLO: %s", strerror(-rc));
+		return rc;
+	}
+	n = usm_sock_recv(sock, &ack, sizeof(ack), NULL);
+	if (n <= 0) {
+		snprintf(err, errlen, "no answer from the instance: %s",
+			 n == 0 ? "connection closed" : strerror((int)-n));
+		return n == 0 ? -ECONNRESET : (int)n;
+	}
+	bad = usm_msg_check(&ack, (size_t)n);
+	if (bad || ack.h.type != USM_MSG_ACK) {
+		snprintf(err, errlen, "bad answer from the instance: %s", bad ? bad : "not an ACK");
+		return -EPROTO;
+	}
+	if (ack.status) {
+		snprintf(err, errlen, "instance refused: %s", ack.error);
+		return ack.status;
+	}
+	return 0;
+}
+
+/* Create a userfaultfd, connect, HELLO.  On success agent.uffd/sock are set. */
+static int connect_instance(uint32_t flags, char *err, size_t errlen)
+{
+	uint64_t got = 0, missing = 0;
+	int uffd, sock, rc;
+
+	uffd = usm_uffd_create();
+	if (uffd < 0) {
+		snprintf(err, errlen, "userfaultfd: %s", strerror(-uffd));
+		return uffd;
+	}
+	rc = usm_uffd_api(uffd, USM_UFFD_WANTED, USM_UFFD_REQUIRED, &got, &missing);
+	if (rc) {
+		snprintf(err, errlen, "UFFDIO_API: %s%s", strerror(-rc),
+			 missing ? " (kernel lacks non-cooperative events)" : "");
+		close(uffd);
+		return rc;
+	}
+	sock = usm_sock_connect(agent.sock_path);
+	if (sock < 0) {
+		snprintf(err, errlen, "cannot reach instance at %s: %s", agent.sock_path,
+			 strerror(-sock));
+		close(uffd);
+		return sock;
+	}
+	rc = hello(sock, uffd, got, flags, err, errlen);
+	if (rc) {
+		close(sock);
+		close(uffd);
+		return rc;
+	}
+	agent.uffd = uffd;
+	agent.sock = sock;
+	return 0;
+}
+
+static int register_heap(const struct maps_entry *e, void *arg)
+{
+	(void)arg;
+	if (e->heap)
+		agent_register(e->start, e->end - e->start);
+	return 0;
+}
+
+static int attach(uint32_t flags)
+{
+	char err[256];
+	int rc = connect_instance(flags, err, sizeof(err));
+
+	if (rc) {
+		if (agent.required) {
+			agent_log("%s", err);
+			_exit(126);
+		}
+		agent_log("%s; running unmanaged", err);
+		return rc;
+	}
+	atomic_store(&agent.state, AGENT_ATTACHED);
+	return 0;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+static int snapshot_entry(const struct maps_entry *e, void *arg)
+{
+	(void)arg;
+	if (e->uffd_missing && n_fork_ranges < MAX_FORK_RANGES)
+		fork_ranges[n_fork_ranges++] = (struct range){ e->start, e->end };
+	return 0;
+}
+
+/*
+ * Without UFFD_FEATURE_EVENT_FORK the child's mappings come out of fork
+ * unregistered and fully the kernel's: correct, but unmanaged.  So the
+ * parent notes what it has registered, and the child attaches with a
+ * userfaultfd of its own and registers the same ranges.
+ */
+static void before_fork(void)
+{
+	n_fork_ranges = 0;
+	if (atomic_load(&agent.state) == AGENT_ATTACHED)
+		agent_maps_walk(true, snapshot_entry, NULL);
+}
+
+static void in_child(void)
+{
+	bool was_attached = atomic_load(&agent.state) == AGENT_ATTACHED;
+
+	/* Whatever another thread held at fork time is not held here. */
+	atomic_flag_clear(&agent.lock);
+	/* The inherited descriptors belong to the parent's attachment. */
+	if (agent.uffd >= 0)
+		close(agent.uffd);
+	if (agent.sock >= 0)
+		close(agent.sock);
+	agent.uffd = agent.sock = -1;
+	atomic_store(&agent.state, AGENT_OFF);
+	if (!was_attached || attach(USM_HELLO_FORKED))
+		return;
+	for (size_t i = 0; i < n_fork_ranges; i++)
+		agent_register(fork_ranges[i].start, fork_ranges[i].end - fork_ranges[i].start);
+	if (agent_monitor_start())
+		agent_detach("cannot start the monitor thread");
+}
+
+/* ---- start-up -------------------------------------------------------- */
+
+static void read_env(void)
+{
+	const char *s = getenv("USM_SOCKET"), *p = getenv("USM_POLICY");
+	const char *r = getenv("USM_REQUIRED"), *t = getenv("USM_AGENT_TIMEOUT_MS");
+
+	snprintf(agent.sock_path, sizeof(agent.sock_path), "%s", s ? s : "");
+	snprintf(agent.policy, sizeof(agent.policy), "%s", p ? p : "");
+	agent.required = r && !strcmp(r, "1");
+	agent.timeout_ms = t ? atoi(t) : 0;
+	if (agent.timeout_ms <= 0)
+		agent.timeout_ms = 10000;
+	/* Only the program usm run started must attach; its children and
+	 * exec'd images degrade to unmanaged on failure. */
+	unsetenv("USM_REQUIRED");
+}
+
+__attribute__((constructor)) static void agent_init(void)
+{
+	read_env();
+	if (!agent.sock_path[0])
+		return;
+	if (attach(0))
+		return;
+	agent_maps_walk(false, register_heap, NULL);
+	agent.intercepting = agent_intercept_install() == 0;
+	if (agent_monitor_start()) {
+		agent_detach("cannot start the monitor thread");
+		return;
+	}
+	pthread_atfork(before_fork, NULL, in_child);
+}

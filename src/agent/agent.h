@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent/agent.h - the preload agent, loaded into an unmodified program by
+ * `usm run` (LD_PRELOAD).
+ *
+ * It is trusted mechanism, like the original USM's kernel module, and holds
+ * no policy: it creates the process's userfaultfd, hands it to the instance,
+ * registers the process's private anonymous memory as it appears, and gives
+ * that memory back to the kernel if the instance dies or stops answering.
+ *
+ * It must never make a managed program hang or lose data, so code that can
+ * run while the instance is unreachable (the SIGSYS handler, the monitor
+ * thread, detaching) touches only agent-owned memory that is never
+ * registered: static buffers and a monitor stack mapped by raw syscalls.
+ */
+#ifndef USM_AGENT_AGENT_H
+#define USM_AGENT_AGENT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum agent_state { AGENT_OFF = 0, AGENT_ATTACHED, AGENT_DETACHED };
+
+struct agent {
+	_Atomic int state;
+	int uffd;
+	int sock;
+	atomic_flag lock;        /* uffd use (register) vs. detach */
+	bool intercepting;       /* seccomp filter + SIGSYS handler installed */
+	bool required;           /* USM_REQUIRED: refuse to run unmanaged */
+	int timeout_ms;          /* silence before detaching */
+	char sock_path[108];
+	char policy[32];
+};
+
+extern struct agent agent;
+
+/* agent.c */
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Register [start, start + len) for missing faults, if attached. */
+void agent_register(uint64_t start, uint64_t len);
+/* Give every registered range back to the kernel and stop managing. */
+void agent_detach(const char *why);
+
+/* intercept.c: trap glibc's mmap and brk (incl. malloc's own calls). */
+int agent_intercept_install(void);
+
+/* monitor.c: watch the instance; detach when it dies or goes silent. */
+int agent_monitor_start(void);
+
+/* maps.c: walk /proc/self/maps or smaps without allocating. */
+struct maps_entry {
+	uint64_t start, end;
+	char perms[5];
+	bool anon;               /* no backing file ([heap] counts as anon) */
+	bool heap, stack;
+	bool uffd_missing;       /* smaps VmFlags "um" (smaps walks only) */
+};
+int agent_maps_walk(bool smaps, int (*fn)(const struct maps_entry *, void *), void *arg);
+
+#endif /* USM_AGENT_AGENT_H */

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent/monitor.c - a thread that watches the instance.
+ *
+ * The instance's end of the socket closes when usmd exits or is killed;
+ * a PING unanswered for USM_AGENT_TIMEOUT_MS means it is stuck.  Either
+ * way the program must not wait on it: detach.  The thread runs on a stack
+ * mapped here by a raw syscall, so it is never registered and never
+ * faults to the instance it is watching.
+ */
+#include "agent/agent.h"
+#include "agent/rawsys.h"
+#include "ipc/proto.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STACK_SIZE (256 * 1024)
+#define PING_MS 1000
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void ping(int sock)
+{
+	struct usm_msg m;
+
+	usm_msg_init(&m, USM_MSG_PING, sizeof(m));
+	send(sock, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void *monitor(void *arg)
+{
+	int sock = agent.sock;
+	uint64_t last_pong = now_ms(), last_ping = 0;
+
+	(void)arg;
+	while (atomic_load(&agent.state) == AGENT_ATTACHED) {
+		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		struct usm_msg m;
+		uint64_t t;
+		int r = poll(&pfd, 1, PING_MS);
+
+		if (atomic_load(&agent.state) != AGENT_ATTACHED)
+			break;
+		if (r > 0) {
+			ssize_t n = recv(sock, &m, sizeof(m), MSG_DONTWAIT);
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				agent_detach("the instance went away");
+				break;
+			}
+			if (n > 0 && !usm_msg_check(&m, (size_t)n) && m.type == USM_MSG_PONG)
+				last_pong = now_ms();
+		}
+		t = now_ms();
+		if (t - last_ping >= PING_MS) {
+			ping(sock);
+			last_ping = t;
+		}
+		if (t - last_pong > (uint64_t)agent.timeout_ms) {
+			agent_detach("the instance stopped answering");
+			break;
+		}
+	}
+	return NULL;
+}
+
+int agent_monitor_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	long stack = raw_syscall6(SYS_mmap, 0, STACK_SIZE, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int rc;
+
+	if (raw_is_error(stack))
+		return (int)stack;
+	memset((void *)stack, 0, STACK_SIZE);      /* fault it all in now */
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, (void *)stack, STACK_SIZE);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Signals are the program's business, not the monitor's. */
+	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t, &attr, monitor, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
