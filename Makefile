@@ -3,13 +3,14 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 SAN     ?= 0
+BUILD   ?= build
 
 ifeq ($(SAN),1)
-B        := build-san
+B        := $(BUILD)-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 OPT      := -O1 -g
 else
-B        := build
+B        := $(BUILD)
 SANFLAGS :=
 OPT      := -O2 -g
 endif
