@@ -26,6 +26,7 @@
 #   usm-4k          usm run (first_fit, blocking workers) -- fault_bench touch
 #   usm-4k-spin     usm run (first_fit, spinning workers) -- fault_bench touch
 #   usm-batch16     usm run (batch policy, 16 pages)      -- fault_bench touch
+#   usm-batch16-spin  the same with spinning workers
 # A USM mode is skipped ("skipped: usm not built") if $BUILD/bin/usm is absent.
 #
 # Warm-up: on this VM the first touch of guest memory is several times slower,
@@ -43,7 +44,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 usm-4k usm-4k-spin usm-batch16)
+ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 usm-4k usm-4k-spin usm-batch16 usm-batch16-spin)
 REPS=7
 SIZE_MB=1024
 WARMUP_MB=3072
@@ -120,6 +121,7 @@ write_cfg() {   # write_cfg <mode> <mode-line> <policy> [set-lines...]
 write_cfg usm-4k      blocking first_fit
 write_cfg usm-4k-spin spinning first_fit
 write_cfg usm-batch16 blocking batch "set batch.pages 16"
+write_cfg usm-batch16-spin spinning batch "set batch.pages 16"
 
 is_usm() { [[ "$1" == usm-* ]]; }
 
@@ -368,6 +370,7 @@ if ((DOC)); then
 			usm-4k)        what="USM, policy first_fit, blocking worker" ;;
 			usm-4k-spin)   what="USM, policy first_fit, spinning worker" ;;
 			usm-batch16)   what="USM, policy batch, 16 pages per fault" ;;
+			usm-batch16-spin) what="USM, policy batch, 16 pages per fault, spinning worker" ;;
 			esac
 			echo "| $m | $what | \`$(mode_cmd "$m")\` |"
 		done
