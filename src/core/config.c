@@ -55,6 +55,8 @@ static int parse_num(struct parse_ctx *pc, const char *what, const char *s,
 
 	errno = 0;
 	v = strtoll(s, &end, 10);
+	if (errno == ERANGE && end != s && !*end)
+		return fail(pc, "%s: '%s' is out of range [%lld, %lld]", what, s, min, max);
 	if (errno || end == s || *end)
 		return fail(pc, "%s: expected a whole number, got '%s'", what, s);
 	if (v < min || v > max)
@@ -260,11 +262,12 @@ static const struct directive directives[] = {
 static int tokenize(char *line, char **tok)
 {
 	int n = 0;
-	char *hash = strchr(line, '#');
+	char *hash = strchr(line, '#'), *save = NULL;
 
 	if (hash)
 		*hash = '\0';
-	for (char *s = strtok(line, " \t\r\n"); s; s = strtok(NULL, " \t\r\n")) {
+	for (char *s = strtok_r(line, " \t\r\n", &save); s;
+	     s = strtok_r(NULL, " \t\r\n", &save)) {
 		if (n == MAX_TOKENS)
 			return MAX_TOKENS + 1;
 		tok[n++] = s;

@@ -46,6 +46,11 @@ int usm_pagemap_set(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *pg)
 {
 	void **slot = &pm->root;
 
+	/* Storing NULL is a removal: keep count right, allocate nothing. */
+	if (!pg) {
+		usm_pagemap_take(pm, vaddr);
+		return 0;
+	}
 	for (int level = 0; level < LEVELS; level++) {
 		if (!*slot) {
 			*slot = calloc(1, sizeof(struct node));

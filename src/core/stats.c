@@ -38,7 +38,12 @@ uint64_t usm_hist_quantile(const struct usm_hist *h, double q)
 		total += usm_read(&h->bucket[i]);
 	if (!total)
 		return 0;
-	uint64_t rank = (uint64_t)(q * (double)total);
+	/* rank of the wanted sample, 0-based: q = 1 is the largest one (rank
+	 * total would run past every bucket), q <= 0 (or NaN) the smallest. */
+	uint64_t rank = q > 0 ? (q < 1 ? (uint64_t)(q * (double)total) : total - 1) : 0;
+
+	if (rank >= total)
+		rank = total - 1;
 	for (unsigned i = 0; i < USM_HIST_BUCKETS; i++) {
 		seen += usm_read(&h->bucket[i]);
 		if (seen > rank)
