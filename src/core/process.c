@@ -110,8 +110,9 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 	out->pid = p->pid;
 	out->alive = !p->dead;
 	memcpy(out->comm, p->comm, sizeof(out->comm));
+	/* A process without its own policy follows the instance default. */
 	snprintf(out->policy, sizeof(out->policy), "%s",
-		 p->policy ? p->policy->name : "(default)");
+		 p->policy ? p->policy->name : usm_inst->default_policy->name);
 	out->attached_ns = usm_now_ns() - p->attached_ns;
 	usm_counters_snapshot(&p->c, &p->lat, &out->c);
 	out->c.rss_anon_peak_pages = p->rss_anon_peak;
