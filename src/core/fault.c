@@ -24,6 +24,8 @@ static uint64_t page_mask(void)
 
 /* ---- the policy-facing half (called under the lock) --------------- */
 
+static uint64_t p_vma_lo(const struct usm_process *p);
+
 int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
 		unsigned n)
 {
@@ -90,6 +92,14 @@ unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *s
 		want = want > USM_MAX_BATCH ? USM_MAX_BATCH : 1;
 	base = ev->vaddr & ~((uint64_t)want * ps - 1);
 	end = base + (uint64_t)want * ps;
+	/* Clip to the mapping when we know it: UFFDIO_COPY refuses a range
+	 * that leaves it (map_plan learns the bounds when that happens). */
+	if (ev->vaddr >= p_vma_lo(ev->origin) && ev->vaddr < ev->origin->vma_hi) {
+		if (base < ev->origin->vma_lo)
+			base = ev->origin->vma_lo;
+		if (end > ev->origin->vma_hi)
+			end = ev->origin->vma_hi;
+	}
 	lo = ev->vaddr;
 	hi = ev->vaddr + ps;
 	while (lo > base && !usm_pagemap_get(pm, lo - ps))
@@ -101,6 +111,30 @@ unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *s
 }
 
 /* ---- mapping a plan (no lock) -------------------------------------- */
+
+static uint64_t p_vma_lo(const struct usm_process *p)
+{
+	return p->vma_lo;
+}
+
+/* Learn the bounds of the mapping holding addr; false if there is none. */
+static bool learn_vma(struct usm_process *p, uint64_t addr)
+{
+	uint64_t lo, hi;
+
+	if (p->maps_fd < 0 || usm_vma_query(p->maps_fd, addr, &lo, &hi))
+		return false;
+	p->vma_lo = lo;
+	p->vma_hi = hi;
+	return true;
+}
+
+/* An munmap or mremap may have changed the mapping we remember. */
+static void forget_vma(struct usm_process *p, uint64_t start, uint64_t end)
+{
+	if (start < p->vma_hi && end > p->vma_lo)
+		p->vma_lo = p->vma_hi = 0;
+}
 
 /* Frames the kernel refused go back through the policy to the pool. */
 static void unplan(struct usm_process *p, uint64_t from, uint64_t to)
@@ -145,10 +179,17 @@ static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault
 			if (cur == fault)
 				usm_uffd_wake(p->uffd, cur, ps);
 			cur += ps;
-		} else if (rc == -ENOENT && cur < fault) {
-			/* The mapping starts above the window's start. */
-			unplan(p, cur, fault);
-			cur = fault;
+		} else if (rc == -ENOENT && cur <= fault && learn_vma(p, fault) &&
+			   (p->vma_lo > cur || p->vma_hi < end) && p->vma_hi > fault) {
+			/* The window leaves the mapping: clip it and retry. */
+			if (p->vma_lo > cur) {
+				unplan(p, cur, p->vma_lo);
+				cur = p->vma_lo;
+			}
+			if (p->vma_hi < end) {
+				unplan(p, p->vma_hi, end);
+				end = p->vma_hi;
+			}
 		} else if (rc == -EAGAIN) {
 			/* An munmap/mremap/madvise event is queued behind this
 			 * fault: give the frames back, read it, retry. */
@@ -162,6 +203,9 @@ static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault
 				usm_log(USM_LOG_WARN, "pid %d: UFFDIO_COPY at 0x%llx: %s",
 					p->pid, (unsigned long long)cur, strerror(-rc));
 			unplan(p, cur, end);
+			/* Never leave the faulting thread asleep. */
+			if (cur <= fault)
+				usm_uffd_wake(p->uffd, fault, ps);
 			break;
 		}
 	}
@@ -311,6 +355,8 @@ static void handle_free(struct usm_worker *w, struct usm_process *p, uint64_t st
 	};
 	struct usm_policy *pol;
 
+	if (unmap)
+		forget_vma(p, start, end);
 	usm_count(unmap ? &p->c.ev_unmap : &p->c.ev_remove, 1);
 	usm_count(unmap ? &usm_inst->c.ev_unmap : &usm_inst->c.ev_remove, 1);
 	pthread_mutex_lock(&usm_inst->lock);
@@ -355,6 +401,8 @@ static void handle_remap(struct usm_worker *w, struct usm_process *p, uint64_t f
 	struct moved m = { 0 };
 	struct usm_policy *pol;
 
+	forget_vma(p, from, from + len);
+	forget_vma(p, to, to + len);
 	usm_count(&p->c.ev_remap, 1);
 	usm_count(&usm_inst->c.ev_remap, 1);
 	pthread_mutex_lock(&usm_inst->lock);

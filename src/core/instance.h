@@ -41,6 +41,8 @@ struct usm_process {
 	char comm[16];
 	int priority;
 	int uffd, sock, pidfd;
+	int maps_fd;                      /* /proc/<pid>/maps, for VMA bounds */
+	uint64_t vma_lo, vma_hi;          /* last VMA learnt (0, 0: none) */
 	struct usm_policy *policy;        /* NULL: follow the instance default */
 	void *priv;
 	struct usm_pagemap pm;
@@ -50,6 +52,7 @@ struct usm_process {
 	uint64_t rss_anon_peak, usm_at_peak;
 	bool killed;                      /* OOM sent SIGKILL */
 	bool warned_oom;
+	bool exiting;                     /* usm_process_exit called (policy lock) */
 	bool dead;                        /* torn down; waiting to be freed */
 	struct usm_worker *worker;
 	struct usm_watch w_uffd, w_sock, w_pidfd;

@@ -5,6 +5,7 @@
 #include "core/instance.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,14 @@
 static int pidfd_open_(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int open_maps(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 static struct usm_policy *choose_policy(struct usm_instance *inst,
@@ -58,6 +67,7 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 		free(p);
 		return NULL;
 	}
+	p->maps_fd = open_maps(h->pid);
 	p->pid = h->pid;
 	memcpy(p->comm, h->comm, sizeof(p->comm));
 	p->comm[sizeof(p->comm) - 1] = '\0';
@@ -158,17 +168,22 @@ void usm_process_teardown(struct usm_process *p)
 		usm_drop_pending(w, p);
 	}
 
+	/* Under the policy lock: from here on no policy (on any worker) can
+	 * reach p through usm_process_for_each, nor look at its pagemap. */
 	pthread_mutex_lock(&inst->lock);
+	p->exiting = true;
 	struct usm_policy *pol = usm_instance_policy_of(p);
 	if (pol->ops->usm_process_exit)
 		pol->ops->usm_process_exit(p);
 	usm_pagemap_walk(&p->pm, 0, UINT64_MAX, release_all_cb, p);
-	pthread_mutex_unlock(&inst->lock);
 	usm_pagemap_destroy(&p->pm);
+	pthread_mutex_unlock(&inst->lock);
 
 	close(p->uffd);
 	close(p->sock);
 	close(p->pidfd);
+	if (p->maps_fd >= 0)
+		close(p->maps_fd);
 	usm_log(USM_LOG_INFO, "detached pid %d (%s): %llu faults, %llu pages mapped",
 		p->pid, p->comm, (unsigned long long)usm_read(&p->c.faults),
 		(unsigned long long)usm_read(&p->c.pages_mapped));
@@ -220,7 +235,7 @@ int usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg)
 	pthread_mutex_lock(&usm_inst->procs_lock);
 	usm_list_for_each(pos, &usm_inst->procs) {
 		struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
-		if (!p->dead && (rc = fn(p, arg)) != 0)
+		if (!p->dead && !p->exiting && (rc = fn(p, arg)) != 0)
 			break;
 	}
 	pthread_mutex_unlock(&usm_inst->procs_lock);

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static int uffd_syscall(int flags)
@@ -170,4 +172,76 @@ int usm_uffd_read(int fd, struct uffd_msg *msgs, int n)
 	if (r < 0)
 		return errno == EAGAIN ? 0 : -errno;
 	return (int)(r / (ssize_t)sizeof(*msgs));
+}
+
+/* ---- VMA bounds ------------------------------------------------------ */
+
+#ifndef PROCMAP_QUERY
+struct procmap_query {
+	uint64_t size;
+	uint64_t query_flags;
+	uint64_t query_addr;
+	uint64_t vma_start;
+	uint64_t vma_end;
+	uint64_t vma_flags;
+	uint64_t vma_page_size;
+	uint64_t vma_offset;
+	uint64_t inode;
+	uint32_t dev_major;
+	uint32_t dev_minor;
+	uint32_t vma_name_size;
+	uint32_t build_id_size;
+	uint64_t vma_name_addr;
+	uint64_t build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#endif
+
+static int vma_scan(int fd, uint64_t addr, uint64_t *start, uint64_t *end)
+{
+	char buf[8192];
+	size_t have = 0;
+	off_t off = 0;
+
+	for (;;) {
+		ssize_t n = pread(fd, buf + have, sizeof(buf) - 1 - have, off);
+		char *line = buf, *nl;
+
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENOENT;
+		off += n;
+		have += (size_t)n;
+		buf[have] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			unsigned long long s, e;
+			if (sscanf(line, "%llx-%llx", &s, &e) == 2 && addr >= s && addr < e) {
+				*start = s;
+				*end = e;
+				return 0;
+			}
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		memmove(buf, line, have);
+	}
+}
+
+int usm_vma_query(int maps_fd, uint64_t addr, uint64_t *start, uint64_t *end)
+{
+	struct procmap_query q = {
+		.size = sizeof(q),
+		.query_flags = 0,            /* the VMA containing addr exactly */
+		.query_addr = addr,
+	};
+
+	if (ioctl(maps_fd, PROCMAP_QUERY, &q) == 0) {
+		*start = q.vma_start;
+		*end = q.vma_end;
+		return 0;
+	}
+	if (errno == ENOENT)
+		return -ENOENT;
+	return vma_scan(maps_fd, addr, start, end);
 }

@@ -82,4 +82,13 @@ int usm_uffd_wake(int fd, uint64_t start, uint64_t len);
  */
 int usm_uffd_read(int fd, struct uffd_msg *msgs, int n);
 
+/*
+ * The mapping (VMA) of process `pid` that contains addr, read through an
+ * open /proc/<pid>/maps fd: the PROCMAP_QUERY ioctl where the kernel has it
+ * (6.11+), else a scan of the file.  0, -ENOENT (no mapping), or -errno.
+ * UFFDIO_COPY refuses a range that leaves its mapping, so windows are
+ * clipped to it.
+ */
+int usm_vma_query(int maps_fd, uint64_t addr, uint64_t *start, uint64_t *end);
+
 #endif /* USM_MECH_UFFD_H */
