@@ -85,6 +85,14 @@ static int unregister_entry(const struct maps_entry *e, void *arg)
 	return 0;
 }
 
+static void drain_events(int uffd)
+{
+	struct uffd_msg msgs[16];
+
+	while (usm_uffd_read(uffd, msgs, 16) > 0)
+		;
+}
+
 void agent_detach(const char *why)
 {
 	int expected = AGENT_ATTACHED;
@@ -95,6 +103,11 @@ void agent_detach(const char *why)
 	/* Unregistering wakes every thread blocked on a fault in the range;
 	 * the kernel then serves it.  Pages already mapped stay as they are. */
 	agent_maps_walk(false, unregister_entry, NULL);
+	/* A thread in munmap/mremap/madvise waits until its event is read,
+	 * and a stopped instance still holds the fd, so closing ours does not
+	 * release it: read the queued events here (no range is registered
+	 * now, so no new one can come). */
+	drain_events(agent.uffd);
 	close(agent.uffd);
 	agent.uffd = -1;
 	unlock();
