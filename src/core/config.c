@@ -150,9 +150,16 @@ static int d_oom(struct parse_ctx *pc, int argc, char **argv)
 	return 0;
 }
 
+/* The line to name in later messages (the policy check): -1 for a line
+ * given on the command line, whose number means nothing. */
+static int where(const struct parse_ctx *pc)
+{
+	return strcmp(pc->source, "command line") ? pc->line : -1;
+}
+
 static int d_policy(struct parse_ctx *pc, int argc, char **argv)
 {
-	pc->cfg->default_policy_line = pc->line;
+	pc->cfg->default_policy_line = where(pc);
 	return copy_name(pc, "policy name", pc->cfg->default_policy,
 			 sizeof(pc->cfg->default_policy), argv[1]);
 }
@@ -171,7 +178,7 @@ static int d_process(struct parse_ctx *pc, int argc, char **argv)
 	}
 	p = PUSH(pc, pc->cfg->procs, pc->cfg->nprocs);
 	p->swap = swap;
-	p->line = pc->line;
+	p->line = where(pc);
 	if (copy_name(pc, "process name", p->comm, sizeof(p->comm), argv[i]))
 		return -1;
 	return copy_name(pc, "policy name", p->policy, sizeof(p->policy), argv[i + 1]);
@@ -205,11 +212,13 @@ static int d_threshold(struct parse_ctx *pc, int argc, char **argv)
 		return -1;
 	for (size_t i = 0; i < pc->cfg->nthresh; i++)
 		if (pc->cfg->thresh[i].pct == (unsigned)v)
-			return fail(pc, "threshold %lld%% is already set on line %d",
+			return pc->cfg->thresh[i].line < 0 ?
+			       fail(pc, "threshold %lld%% is already set on the command line", v) :
+			       fail(pc, "threshold %lld%% is already set on line %d",
 				    v, pc->cfg->thresh[i].line);
 	t = PUSH(pc, pc->cfg->thresh, pc->cfg->nthresh);
 	t->pct = (unsigned)v;
-	t->line = pc->line;
+	t->line = where(pc);
 	if (copy_name(pc, "policy name", t->policy, sizeof(t->policy), argv[2]))
 		return -1;
 	qsort(pc->cfg->thresh, pc->cfg->nthresh, sizeof(*t), cmp_threshold);
@@ -353,7 +362,9 @@ int usm_config_load(struct usm_config *cfg, const char *path, char *err, size_t 
 		return -1;
 	}
 	fclose(f);
-	ret = usm_config_parse(cfg, text ? text : "", path, err, errlen);
+	/* At EOF (an empty file) getdelim returns -1 but may have allocated
+	 * text without writing to it: parse "" then, never the buffer. */
+	ret = usm_config_parse(cfg, len > 0 ? text : "", path, err, errlen);
 	free(text);
 	return ret;
 }
@@ -369,6 +380,9 @@ static int check_policy(const struct usm_config *cfg, const char *name, int line
 	if (line > 0)
 		snprintf(err, errlen, "%s:%d: unknown policy '%s' (registered: %s)",
 			 cfg->source, line, name, known);
+	else if (line < 0)
+		snprintf(err, errlen, "command line: unknown policy '%s' (registered: %s)",
+			 name, known);
 	else
 		snprintf(err, errlen, "unknown policy '%s' (registered: %s)", name, known);
 	return -1;
