@@ -1,14 +1,26 @@
 # USM build.  `make` builds everything into build/; `make SAN=1` builds with
-# AddressSanitizer + UndefinedBehaviorSanitizer into build-san/.
+# AddressSanitizer + UndefinedBehaviorSanitizer into build-san/, `make TSAN=1`
+# with ThreadSanitizer into build-tsan/.  Either way the preload agent, the
+# test programs, benchmarks and examples stay unsanitized.
 CC      ?= cc
 PREFIX  ?= /usr/local
 SAN     ?= 0
+TSAN    ?= 0
 BUILD   ?= build
 
+ifeq ($(SAN)$(TSAN),11)
+$(error SAN=1 and TSAN=1 cannot be combined)
+endif
+# -O1 sees different value ranges than -O2: keep -Wformat-truncation a
+# warning there, so the sanitizer builds do not fail where `make` passes.
 ifeq ($(SAN),1)
 B        := $(BUILD)-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-OPT      := -O1 -g
+OPT      := -O1 -g -Wno-error=format-truncation
+else ifeq ($(TSAN),1)
+B        := $(BUILD)-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+OPT      := -O1 -g -Wno-error=format-truncation
 else
 B        := $(BUILD)
 SANFLAGS :=
@@ -99,12 +111,12 @@ install: all
 	install -m 755 $(B)/lib/libusm-agent.so $(DESTDIR)$(PREFIX)/lib/usm/
 	install -m 644 include/usm/*.h $(DESTDIR)$(PREFIX)/include/usm/
 	install -m 644 $(B)/usm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/usm.pc
-	-ldconfig
+	$(if $(DESTDIR),,-ldconfig)
 
 test: all
 	./tests/run.sh $(B)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan
 
 .PHONY: all install test clean
