@@ -41,6 +41,9 @@ extern "C" {
 
 #define USM_API_VERSION 1
 
+/* Most pages one usm_resolve maps (2 MiB of 4 KiB pages). */
+#define USM_RESOLVE_MAX 512
+
 /* Return codes of policy callbacks (besides 0 for success). */
 #define USM_OK        0
 #define USM_ENOMEM  (-12)  /* no free frame: the framework will call usm_oom */
@@ -138,7 +141,10 @@ uint64_t usm_frames_free(void);
 /* Budget use in percent (0-100), what `threshold` lines compare against. */
 unsigned usm_budget_used_pct(void);
 
-/* Take one free frame for ev's process (NULL if the budget is exhausted). */
+/*
+ * Take one free frame for ev's process (NULL if the budget is exhausted).
+ * It comes with list and list2 self-linked, priv NULL, policy_flags 0.
+ */
 struct usm_page *usm_frame_take(struct usm_event *ev);
 /* Take n frames at once: all or nothing.  Returns 0 or USM_ENOMEM. */
 int usm_frames_take(struct usm_event *ev, struct usm_page **out, unsigned n);
@@ -154,7 +160,10 @@ void usm_frame_put(struct usm_page *page);
  * The mapping is carried out after the callback returns.  Pages the kernel
  * refuses (the mapping ended, or the page was populated meanwhile) are
  * handed back through the policy's usm_pindex_free and returned to the pool.
- * Only one usm_resolve per ALLOC event.  Returns 0 or USM_EINVAL.
+ * Only one usm_resolve per ALLOC event, 1 <= n <= USM_RESOLVE_MAX.
+ * Returns 0, USM_EINVAL (a condition above fails) or USM_ENOMEM (the
+ * framework could not record the pages); on failure nothing is recorded
+ * and the frames are still the caller's to use or usm_frame_put().
  */
 int usm_resolve(struct usm_event *ev, uint64_t vaddr,
 		struct usm_page **pages, unsigned n);
@@ -210,8 +219,11 @@ struct usm_alloc_policy_ops {
 	int (*usm_pindex_free)(struct usm_page *page);
 	/* mremap moved [vaddr, +length) to offst; frames' vaddr already updated. */
 	int (*usm_virt_address_space_change)(struct usm_event *ev);
+	/* A process attached.  The return value is ignored: usm_alloc must
+	 * cope with per-process state that could not be set up. */
 	int (*usm_new_process)(struct usm_process *p);
-	/* Called before the process's frames are released. */
+	/* Called before the process's frames are released; usm_pindex_free
+	 * then runs for each of them, so unlink them from anything freed here. */
 	int (*usm_process_exit)(struct usm_process *p);
 	/*
 	 * No frame for ev.  Default (NULL): the instance's configured OOM

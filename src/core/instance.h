@@ -23,7 +23,7 @@
 #include "core/stats.h"
 #include "ipc/proto.h"
 
-#define USM_MAX_BATCH 512     /* pages per resolve: 2 MiB */
+#define USM_MAX_BATCH USM_RESOLVE_MAX  /* pages per resolve: 2 MiB */
 #define USM_HISTORY_MAX 256   /* exited processes kept for the stats */
 
 struct usm_worker;
