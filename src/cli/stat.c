@@ -197,7 +197,8 @@ static int for_each_instance(int (*fn)(const char *path, void *), void *arg)
 		size_t n = strlen(d->d_name);
 		if (n < 6 || strcmp(d->d_name + n - 5, ".sock"))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (snprintf(path, sizeof(path), "%s/%s", dir, d->d_name) >= (int)sizeof(path))
+			continue;
 		found += fn(path, arg) == 0;
 	}
 	closedir(dp);

@@ -28,6 +28,7 @@
 struct client {
 	int sock;
 	struct ucred cred;
+	bool refused;       /* not the owner: answer its request with EPERM */
 };
 
 static int mkdir_private(const char *dir, char *err, size_t errlen)
@@ -155,17 +156,10 @@ static void accept_client(struct usm_instance *inst)
 		return;
 	}
 	c->sock = s;
-	if (c->cred.uid != geteuid() && c->cred.uid != 0) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "permission denied: instance '%s' belongs to uid %u",
-			 inst->name, (unsigned)geteuid());
-		usm_log(USM_LOG_WARN, "refused pid %d (uid %u): not the instance owner",
-			c->cred.pid, (unsigned)c->cred.uid);
-		send_ack(s, -EPERM, msg);
-		close(s);
-		free(c);
-		return;
-	}
+	/* A stranger gets its refusal as the answer to its first request:
+	 * closing now, with that request unread, would reach it as
+	 * ECONNRESET and the reason would be lost. */
+	c->refused = c->cred.uid != geteuid() && c->cred.uid != 0;
 	ev.data.ptr = c;
 	if (epoll_ctl(inst->ctl_epfd, EPOLL_CTL_ADD, s, &ev) < 0) {
 		close(s);
@@ -293,7 +287,15 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 	ssize_t n = usm_sock_recv(c->sock, &u, sizeof(u), &fd);
 	const char *bad;
 
-	if (n <= 0) {
+	if (n <= 0 || c->refused) {
+		if (n > 0) {
+			char msg[128];
+			snprintf(msg, sizeof(msg), "permission denied: instance '%s' belongs to uid %u",
+				 inst->name, (unsigned)geteuid());
+			usm_log(USM_LOG_WARN, "refused pid %d (uid %u): not the instance owner",
+				c->cred.pid, (unsigned)c->cred.uid);
+			send_ack(c->sock, -EPERM, msg);
+		}
 		if (fd >= 0)
 			close(fd);
 		drop_client(inst, c);
@@ -312,6 +314,11 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 	} else if (u.m.type == USM_MSG_SHUTDOWN) {
 		send_ack(c->sock, 0, NULL);
 		usm_instance_stop(inst);
+		/* The loop ends now: this client would never be served again. */
+		if (fd >= 0)
+			close(fd);
+		drop_client(inst, c);
+		return;
 	} else {
 		send_ack(c->sock, -EPROTO, "unexpected message type");
 	}

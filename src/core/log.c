@@ -4,13 +4,14 @@
  * USM_LOG=error|warn|info|debug sets the level (default warn).
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <usm/usm.h>
 
-static int level = -1;
+static _Atomic int level = -1;   /* -1: USM_LOG not read yet */
 static char tag[80] = "usm";
 
 void usm_log_set_tag(const char *t)
@@ -22,15 +23,19 @@ static int current_level(void)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	const char *env;
+	int lv = atomic_load_explicit(&level, memory_order_relaxed);
 
-	if (level >= 0)
-		return level;
-	level = USM_LOG_WARN;
+	if (lv >= 0)
+		return lv;
+	/* Any thread may get here first, several at once: each computes the
+	 * same value and stores it once. */
+	lv = USM_LOG_WARN;
 	env = getenv("USM_LOG");
 	for (int i = 0; env && i < 4; i++)
 		if (!strcmp(env, names[i]))
-			level = i;
-	return level;
+			lv = i;
+	atomic_store_explicit(&level, lv, memory_order_relaxed);
+	return lv;
 }
 
 void usm_log(enum usm_log_level lvl, const char *fmt, ...)

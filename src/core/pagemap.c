@@ -88,8 +88,10 @@ static void walk(struct node *n, int level, uint64_t base, uint64_t start,
 		 void *arg)
 {
 	uint64_t span = slot_span(level);
+	/* Start at the slot holding `start` (the node overlaps [start, end)). */
+	unsigned first = start > base ? (unsigned)((start - base) / span) : 0;
 
-	for (unsigned i = 0; i < FANOUT; i++) {
+	for (unsigned i = first; i < FANOUT; i++) {
 		uint64_t lo = base + i * span, hi = lo + span;
 
 		if (hi <= start || !n->slot[i])

@@ -262,6 +262,7 @@ int usm_process_kill(struct usm_process *p, const char *reason)
 
 struct victim_search {
 	struct usm_process *best;
+	bool dying;          /* a victim was killed and has not exited yet */
 };
 
 /* Lowest priority first; among equals, the largest. */
@@ -270,7 +271,12 @@ static int consider_victim(struct usm_process *p, void *arg)
 	struct victim_search *vs = arg;
 	struct usm_process *b = vs->best;
 
-	if (p->killed)
+	if (p->killed) {
+		vs->dying = true;
+		return 0;
+	}
+	/* Killing a process that holds no frames frees nothing. */
+	if (!usm_read(&p->c.frames_in_use))
 		return 0;
 	if (!b || p->priority < b->priority ||
 	    (p->priority == b->priority &&
@@ -295,7 +301,9 @@ enum usm_oom_action usm_oom_default(struct usm_event *ev)
 		return USM_OOM_KERNEL;
 	case USM_OOM_RETRY:
 		usm_process_for_each(consider_victim, &vs);
-		if (vs.best)
+		/* While an earlier victim is still exiting, its frames are on
+		 * their way back: wait for them rather than kill another. */
+		if (vs.best && !vs.dying)
 			usm_process_kill(vs.best, "instance out of frames (oom kill)");
 		return USM_OOM_WAIT;
 	case USM_OOM_WAIT:

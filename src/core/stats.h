@@ -19,7 +19,8 @@ struct usm_hist {
 };
 
 void usm_hist_add(struct usm_hist *h, uint64_t ns);
-/* The q-quantile (0 < q < 1) in ns, 0 if the histogram is empty. */
+/* The q-quantile in ns (q <= 0: the smallest sample's bucket, q >= 1: the
+ * largest's), 0 if the histogram is empty. */
 uint64_t usm_hist_quantile(const struct usm_hist *h, double q);
 void usm_hist_merge(struct usm_hist *dst, const struct usm_hist *src);
 

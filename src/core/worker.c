@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define EVENTS_PER_WAIT 64
@@ -119,17 +120,27 @@ static int watch_add(int epfd, int fd, struct usm_watch *watch)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+/*
+ * Watch p's descriptors on w.  Negative: nothing is watched, the caller
+ * still owns p (and p->worker is NULL again).  0: w owns p.  Once the first
+ * watch is in, w may already be handling p's events, so a later failure is
+ * not undone here: p's socket is shut down and w tears p down on its own
+ * thread when it sees the EOF.
+ */
 int usm_worker_adopt(struct usm_worker *w, struct usm_process *p)
 {
 	int rc;
 
 	p->worker = w;
-	if ((rc = watch_add(w->epfd, p->uffd, &p->w_uffd)) ||
-	    (rc = watch_add(w->epfd, p->sock, &p->w_sock)) ||
-	    (rc = watch_add(w->epfd, p->pidfd, &p->w_pidfd))) {
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->sock, NULL);
+	if ((rc = watch_add(w->epfd, p->sock, &p->w_sock))) {
+		p->worker = NULL;
 		return rc;
+	}
+	if ((rc = watch_add(w->epfd, p->pidfd, &p->w_pidfd)) ||
+	    (rc = watch_add(w->epfd, p->uffd, &p->w_uffd))) {
+		usm_log(USM_LOG_ERROR, "pid %d: cannot watch its descriptors: %s",
+			p->pid, strerror(-rc));
+		shutdown(p->sock, SHUT_RDWR);
 	}
 	return 0;
 }

@@ -17,13 +17,16 @@ struct daemon_opts {
 	int ready_fd;
 };
 
-static struct usm_instance *running;
+/* Read by the SIGTERM/SIGINT handler. */
+static struct usm_instance *_Atomic running;
 
 static void on_stop_signal(int sig)
 {
 	(void)sig;
-	if (running)
-		usm_instance_stop(running);
+	struct usm_instance *inst = running;
+
+	if (inst)
+		usm_instance_stop(inst);
 }
 
 static void usage(const char *prog)
@@ -108,6 +111,7 @@ int usm_daemon_main(int argc, char **argv, const char *prog)
 	struct usm_config cfg;
 	char err[512] = "", tag[96];
 	struct sigaction sa = { .sa_handler = on_stop_signal };
+	struct usm_instance *inst;
 	int rc;
 
 	usm_config_defaults(&cfg);
@@ -120,18 +124,20 @@ int usm_daemon_main(int argc, char **argv, const char *prog)
 	}
 	snprintf(tag, sizeof(tag), "usmd[%s]", o.instance);
 	usm_log_set_tag(tag);
-	if (usm_instance_create(&running, o.instance, &cfg, err, sizeof(err))) {
+	if (usm_instance_create(&inst, o.instance, &cfg, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		report_ready(o.ready_fd, err);
 		usm_config_free(&cfg);
 		return 1;
 	}
+	running = inst;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	report_ready(o.ready_fd, "ok\n");
-	rc = usm_instance_run(running);
-	usm_instance_destroy(running);
+	rc = usm_instance_run(inst);
+	/* Unpublish before freeing: a late signal must not reach a freed instance. */
 	running = NULL;
+	usm_instance_destroy(inst);
 	return rc ? 1 : 0;
 }
