@@ -40,6 +40,9 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 # programs, inside a SIGSYS handler, before their main().
 AGENT_SRC := $(wildcard src/agent/*.c) src/mech/uffd.c src/ipc/sock.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(B)/obj-agent/%.o)
+# The in-process host: the framework again, built like the agent (never
+# sanitized) since the agent loads it into arbitrary programs.
+INLINE_OBJ := $(LIB_SRC:%.c=$(B)/obj-agent/%.o)
 CLI_SRC   := $(wildcard src/cli/*.c)
 DAEMON_SRC:= src/daemon/usmd.c
 
@@ -50,7 +53,7 @@ EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
 LIBS      := -ldl
 
-all: $(B)/lib/libusm.so $(B)/lib/libusm-agent.so $(B)/bin/usm $(B)/bin/usmd \
+all: $(B)/lib/libusm.so $(B)/lib/libusm-agent.so $(B)/lib/libusm-inline.so $(B)/bin/usm $(B)/bin/usmd \
      $(PROGS) $(UNITS) $(BENCHES) $(EXAMPLES) $(B)/usm.pc
 
 $(B)/obj/%.o: %.c $(wildcard include/usm/*.h) $(wildcard src/*/*.h)
@@ -67,6 +70,10 @@ $(B)/lib/libusm.so: $(LIB_OBJ)
 	ln -sf libusm.so.1 $@
 
 $(B)/lib/libusm-agent.so: $(AGENT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -pthread $^ -o $@ -ldl
+
+$(B)/lib/libusm-inline.so: $(INLINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -pthread $^ -o $@ -ldl
 
@@ -108,7 +115,7 @@ install: all
 	install -m 755 $(B)/bin/usm $(B)/bin/usmd $(DESTDIR)$(PREFIX)/bin/
 	install -m 755 $(B)/lib/libusm.so.1 $(DESTDIR)$(PREFIX)/lib/libusm.so.1
 	ln -sf libusm.so.1 $(DESTDIR)$(PREFIX)/lib/libusm.so
-	install -m 755 $(B)/lib/libusm-agent.so $(DESTDIR)$(PREFIX)/lib/usm/
+	install -m 755 $(B)/lib/libusm-agent.so $(B)/lib/libusm-inline.so $(DESTDIR)$(PREFIX)/lib/usm/
 	install -m 644 include/usm/*.h $(DESTDIR)$(PREFIX)/include/usm/
 	install -m 644 $(B)/usm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/usm.pc
 	$(if $(DESTDIR),,-ldconfig)

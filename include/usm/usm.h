@@ -125,6 +125,28 @@ uint64_t     usm_process_frames(const struct usm_process *p);
 /* Per-process slot for the allocation policy's own state. */
 void        *usm_process_priv(const struct usm_process *p);
 void         usm_process_set_priv(struct usm_process *p, void *priv);
+/*
+ * A policy parameter for p: `key=value` on the process's config line
+ * (`process alloc <comm> <policy> key=value`), else `set <policy>.<key>`,
+ * else NULL.  <policy> is the policy serving p.
+ */
+const char  *usm_process_param(const struct usm_process *p, const char *key);
+/* The same as an integer; def if unset; *err (if non-NULL) set on a bad value. */
+long long    usm_process_param_int(const struct usm_process *p, const char *key,
+				   long long def, int *err);
+/*
+ * Memory bloat: pages USM mapped for p ahead of a fault that p has not
+ * touched since.  Call usm_process_track_bloat() once (usm_new_process) to
+ * have the framework measure it for p: pages mapped ahead of the faulting
+ * one have their accessed bit cleared (MADV_COLD), and the process's
+ * registered mappings are sampled (smaps Rss - Referenced) about twice a
+ * second.  usm_process_bloat_pages() is the last sample, 0 before one.
+ */
+void         usm_process_track_bloat(struct usm_process *p);
+/* Ask for p's pool of ready 2 MiB pages (usm_resolve_huge), set up in
+ * the process by its agent, off the fault path. */
+void         usm_process_want_huge(struct usm_process *p);
+uint64_t     usm_process_bloat_pages(const struct usm_process *p);
 /* Calls fn for every attached process; stops early when fn returns non-zero. */
 int          usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg);
 /*
@@ -167,6 +189,30 @@ void usm_frame_put(struct usm_page *page);
  */
 int usm_resolve(struct usm_event *ev, uint64_t vaddr,
 		struct usm_page **pages, unsigned n);
+
+/*
+ * The common case in one call: map the missing run of the aligned window of
+ * `want` pages around the fault (usm_fault_window), or only the faulting
+ * page when the budget cannot cover the run, and put every mapped frame on
+ * `list` through usm_page.list (list may be NULL).  Returns USM_OK or
+ * USM_ENOMEM (no frame at all).
+ */
+int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head *list);
+
+/*
+ * Map the whole naturally aligned 2 MiB window around the fault as one
+ * PMD-mapped huge page (pages[] holds USM_RESOLVE_MAX taken frames).  The
+ * window must be entirely missing and inside one mapping.  When the
+ * process has a ready huge page (usm_process_want_huge) it is moved into
+ * place with UFFDIO_MOVE; otherwise the window is filled with 4 KiB pages.
+ * Returns USM_OK, or USM_EINVAL when the window does not qualify (the
+ * frames are then still the caller's).
+ */
+int usm_resolve_huge(struct usm_event *ev, struct usm_page **pages);
+
+/* How many pages of the aligned window of `want` pages around ev->vaddr
+ * are mapped by USM already (a density signal for adaptive policies). */
+unsigned usm_window_mapped(const struct usm_event *ev, unsigned want);
 
 /* Is vaddr of p currently mapped by USM?  Returns its frame, or NULL. */
 struct usm_page *usm_page_lookup(const struct usm_process *p, uint64_t vaddr);

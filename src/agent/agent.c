@@ -12,7 +12,7 @@
  *   USM_AGENT_TIMEOUT_MS silence from the instance before detaching (10000)
  */
 #include "agent/agent.h"
-#include "agent/rawsys.h"
+#include "mech/rawsys.h"
 #include "ipc/proto.h"
 #include "mech/uffd.h"
 
@@ -75,6 +75,12 @@ void agent_register(uint64_t start, uint64_t len)
 	if (agent.uffd >= 0)
 		usm_uffd_register(agent.uffd, start, len, UFFDIO_REGISTER_MODE_MISSING);
 	unlock();
+	/* With 2 MiB pages in play the mapping must be THP-eligible: then a
+	 * fault leaves the PMD empty (the kernel's huge-page fault path asks
+	 * userfaultfd first) instead of hanging a page table there, and a
+	 * huge page can be moved in whole. */
+	if (agent.want_pool)
+		raw_syscall6(SYS_madvise, (long)start, (long)len, MADV_HUGEPAGE, 0, 0, 0);
 }
 
 static int unregister_entry(const struct maps_entry *e, void *arg)
@@ -111,6 +117,7 @@ void agent_detach(const char *why)
 	close(agent.uffd);
 	agent.uffd = -1;
 	unlock();
+	agent_inline_stop();
 	close(agent.sock);
 	agent.sock = -1;
 	agent_log("%s; continuing unmanaged (all memory stays in place)", why);
@@ -118,7 +125,7 @@ void agent_detach(const char *why)
 
 /* ---- attaching ------------------------------------------------------- */
 
-static void read_comm(char *comm, size_t len)
+void agent_comm(char *comm, size_t len)
 {
 	if (prctl(PR_GET_NAME, comm, 0, 0, 0) < 0)
 		snprintf(comm, len, "?");
@@ -138,7 +145,7 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 	h.ppid = getppid();
 	h.flags = flags;
 	h.features = features;
-	read_comm(h.comm, sizeof(h.comm));
+	agent_comm(h.comm, sizeof(h.comm));
 	snprintf(h.policy, sizeof(h.policy), "%s", agent.policy);
 	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	rc = usm_sock_send(sock, &h, sizeof(h), uffd);
@@ -157,6 +164,9 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 		snprintf(err, errlen, "bad answer from the instance: %s", bad ? bad : "not an ACK");
 		return -EPROTO;
 	}
+	if (ack.status == USM_ACK_GO_INLINE)
+		return USM_ACK_GO_INLINE;
+	agent.want_pool = (ack.flags & USM_ACK_WANT_POOL) != 0;
 	if (ack.status) {
 		snprintf(err, errlen, "instance refused: %s", ack.error);
 		return ack.status;
@@ -164,9 +174,30 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 	return 0;
 }
 
+/* After an inline HELLO the instance sends the config the host needs. */
+static int inline_config(int sock, char *err, size_t errlen)
+{
+	static struct usm_msg_inline_config m;   /* 8 KiB: not on the stack */
+	ssize_t n = usm_sock_recv(sock, &m, sizeof(m), NULL);
+
+	if (n <= 0 || usm_msg_check(&m, (size_t)n) || m.h.type != USM_MSG_INLINE_CONFIG) {
+		snprintf(err, errlen, "no config from the instance for the in-process host");
+		return -EPROTO;
+	}
+	m.text[sizeof(m.text) - 1] = '\0';
+	agent.uffd_pending_config = m.text;
+	return 0;
+}
+
 /* Create a userfaultfd, connect, HELLO.  On success agent.uffd/sock are set. */
 static int connect_instance(uint32_t flags, char *err, size_t errlen)
 {
+	bool in = flags & USM_HELLO_INLINE;
+	/* Inline: faults come as SIGBUS to the faulting thread, and no
+	 * non-cooperative events (nobody would read them; munmap & co are
+	 * trapped instead). */
+	uint64_t want = in ? UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MOVE : USM_UFFD_WANTED;
+	uint64_t need = in ? UFFD_FEATURE_SIGBUS : USM_UFFD_REQUIRED;
 	uint64_t got = 0, missing = 0;
 	int uffd, sock, rc;
 
@@ -175,10 +206,10 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 		snprintf(err, errlen, "userfaultfd: %s", strerror(-uffd));
 		return uffd;
 	}
-	rc = usm_uffd_api(uffd, USM_UFFD_WANTED, USM_UFFD_REQUIRED, &got, &missing);
+	rc = usm_uffd_api(uffd, want, need, &got, &missing);
 	if (rc) {
 		snprintf(err, errlen, "UFFDIO_API: %s%s", strerror(-rc),
-			 missing ? " (kernel lacks non-cooperative events)" : "");
+			 missing ? " (the kernel lacks a userfaultfd feature USM needs)" : "");
 		close(uffd);
 		return rc;
 	}
@@ -190,6 +221,8 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 		return sock;
 	}
 	rc = hello(sock, uffd, got, flags, err, errlen);
+	if (!rc && in)
+		rc = inline_config(sock, err, errlen);
 	if (rc) {
 		close(sock);
 		close(uffd);
@@ -198,6 +231,23 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	agent.uffd = uffd;
 	agent.sock = sock;
 	return 0;
+}
+
+/* The policy wants 2 MiB pages: build the pool, share its header. */
+static void send_pool(int sock)
+{
+	struct usm_thp_pool *pool;
+	struct usm_msg_pool_ready r;
+	int fd = agent_pool_create(&pool);
+
+	if (fd < 0) {
+		agent_log("no 2 MiB page pool: %s", strerror(-fd));
+		return;
+	}
+	usm_msg_init(&r.h, USM_MSG_POOL_READY, sizeof(r));
+	r.base = pool->base;
+	r.nslots = pool->nslots;
+	usm_sock_send(sock, &r, sizeof(r), fd);
 }
 
 static int register_heap(const struct maps_entry *e, void *arg)
@@ -211,8 +261,21 @@ static int register_heap(const struct maps_entry *e, void *arg)
 static int attach(uint32_t flags)
 {
 	char err[256];
-	int rc = connect_instance(flags, err, sizeof(err));
+	int rc = connect_instance(flags | (agent.inline_mode ? USM_HELLO_INLINE : 0),
+				 err, sizeof(err));
 
+	if (rc == USM_ACK_GO_INLINE) {
+		agent.inline_mode = true;
+		rc = connect_instance(flags | USM_HELLO_INLINE, err, sizeof(err));
+	}
+	if (!rc && agent.inline_mode)
+		rc = agent.api ? agent_inline_forked(err, sizeof(err))
+			       : agent_inline_start(agent.uffd_pending_config, err, sizeof(err));
+	if (rc && agent.uffd >= 0) {
+		close(agent.uffd);
+		close(agent.sock);
+		agent.uffd = agent.sock = -1;
+	}
 	if (rc) {
 		if (agent.required) {
 			agent_log("%s", err);
@@ -261,8 +324,11 @@ static void in_child(void)
 		close(agent.sock);
 	agent.uffd = agent.sock = -1;
 	atomic_store(&agent.state, AGENT_OFF);
+	agent_pool_forget();
 	if (!was_attached || attach(USM_HELLO_FORKED))
 		return;
+	if (agent.want_pool && !agent.inline_mode)
+		send_pool(agent.sock);
 	for (size_t i = 0; i < n_fork_ranges; i++)
 		agent_register(fork_ranges[i].start, fork_ranges[i].end - fork_ranges[i].start);
 	if (agent_monitor_start())
@@ -270,6 +336,13 @@ static void in_child(void)
 }
 
 /* ---- start-up -------------------------------------------------------- */
+
+/* The in-process host's last counters reach the instance at exit. */
+static void push_final_stats(void)
+{
+	if (agent.api && atomic_load(&agent.state) == AGENT_ATTACHED)
+		agent.api->push_stats();
+}
 
 static void read_env(void)
 {
@@ -279,6 +352,7 @@ static void read_env(void)
 	snprintf(agent.sock_path, sizeof(agent.sock_path), "%s", s ? s : "");
 	snprintf(agent.policy, sizeof(agent.policy), "%s", p ? p : "");
 	agent.required = r && !strcmp(r, "1");
+	agent.inline_mode = getenv("USM_INLINE") && !strcmp(getenv("USM_INLINE"), "1");
 	agent.timeout_ms = t ? atoi(t) : 0;
 	if (agent.timeout_ms <= 0)
 		agent.timeout_ms = 10000;
@@ -294,11 +368,18 @@ __attribute__((constructor)) static void agent_init(void)
 		return;
 	if (attach(0))
 		return;
-	agent_maps_walk(false, register_heap, NULL);
+	/* The filter first: the agent's threads must be born under it. */
 	agent.intercepting = agent_intercept_install() == 0;
+	if (agent.inline_mode)
+		agent_inline_pool();
+	else if (agent.want_pool)
+		send_pool(agent.sock);
+	agent_maps_walk(false, register_heap, NULL);
 	if (agent_monitor_start()) {
 		agent_detach("cannot start the monitor thread");
 		return;
 	}
 	pthread_atfork(before_fork, NULL, in_child);
+	if (agent.inline_mode)
+		atexit(push_final_stats);
 }

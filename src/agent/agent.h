@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/inline.h"
+
 enum agent_state { AGENT_OFF = 0, AGENT_ATTACHED, AGENT_DETACHED };
 
 struct agent {
@@ -34,22 +36,41 @@ struct agent {
 	int timeout_ms;          /* silence before detaching */
 	char sock_path[108];
 	char policy[32];
+	bool inline_mode;        /* faults resolved in this process (SIGBUS) */
+	bool want_pool;          /* the instance wants a 2 MiB page pool */
+	const struct usm_inline_api *api;   /* libusm's in-process host */
+	const char *uffd_pending_config;    /* inline config, until the host starts */
 };
 
 extern struct agent agent;
 
 /* agent.c */
+void agent_comm(char *comm, size_t len);
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Register [start, start + len) for missing faults, if attached. */
 void agent_register(uint64_t start, uint64_t len);
 /* Give every registered range back to the kernel and stop managing. */
 void agent_detach(const char *why);
 
-/* intercept.c: trap glibc's mmap and brk (incl. malloc's own calls). */
+/* intercept.c: trap glibc's mmap and brk (incl. malloc's own calls), and
+ * in inline mode munmap, madvise and mremap for the frame accounting. */
 int agent_intercept_install(void);
+/* The program's SIGBUS action, kept aside while ours is installed. */
+void agent_app_sigbus(void **handler, unsigned long *flags);
+
+/* inline.c: the in-process host (USM_INLINE=1, or the instance says so). */
+int agent_inline_start(const char *config, char *err, size_t errlen);
+int agent_inline_forked(char *err, size_t errlen);
+void agent_inline_stop(void);
+void agent_inline_pool(void);
 
 /* monitor.c: watch the instance; detach when it dies or goes silent. */
 int agent_monitor_start(void);
+
+/* thp_pool.c: the 2 MiB page pool.  Returns the pool's memfd (or -errno). */
+struct usm_thp_pool;
+int agent_pool_create(struct usm_thp_pool **out);
+void agent_pool_forget(void);
 
 /* maps.c: walk /proc/self/maps or smaps without allocating. */
 struct maps_entry {

@@ -18,7 +18,7 @@
  * a handler that serves traps from either.
  */
 #include "agent/agent.h"
-#include "agent/rawsys.h"
+#include "mech/rawsys.h"
 
 #include <errno.h>
 #include <linux/audit.h>
@@ -60,13 +60,33 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+static bool inline_on(void)
+{
+	return agent.inline_mode && agent.api && atomic_load(&agent.state) == AGENT_ATTACHED;
+}
+
+/* [start, +len) is no longer mapped: the in-process host frees its frames. */
+static void inline_gone(uint64_t start, uint64_t len)
+{
+	if (len && inline_on())
+		agent.api->unmap(start, len);
+}
+
 static long do_mmap(long addr, long len, long prot, long flags, long fd, long off)
 {
 	long ret = raw_syscall6(SYS_mmap, addr, len, prot, flags, fd, off);
 
+	/* MAP_FIXED replaced whatever was there. */
+	if (!raw_is_error(ret) && (flags & MAP_FIXED))
+		inline_gone((uint64_t)ret, PAGE_UP((uint64_t)len));
+
 	/* The filter only traps private anonymous mmaps; hugetlb and stack
 	 * mappings are left to the kernel (userfaultfd would need other
 	 * resolve calls for them). */
+	/* In inline mode thread stacks stay the kernel's: the SIGBUS frame is
+	 * pushed on the faulting thread's stack, which must not be missing. */
+	if (agent.inline_mode && (flags & MAP_STACK))
+		return ret;
 	if (!raw_is_error(ret) && !(flags & (MAP_HUGETLB | MAP_GROWSDOWN)))
 		agent_register((uint64_t)ret, PAGE_UP((uint64_t)len));
 	return ret;
@@ -82,6 +102,49 @@ static long do_brk(long addr)
 	 * flags differ), so each growth is a range of its own. */
 	if (to > from)
 		agent_register(from, to - from);
+	else if (to < from)
+		inline_gone(to, from - to);
+	return ret;
+}
+
+static long do_munmap(long addr, long len)
+{
+	long ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
+
+	if (!raw_is_error(ret))
+		inline_gone((uint64_t)addr, PAGE_UP((uint64_t)len));
+	return ret;
+}
+
+static long do_madvise(long addr, long len, long advice)
+{
+	long ret = raw_syscall6(SYS_madvise, addr, len, advice, 0, 0, 0);
+
+	/* These drop the pages (MADV_FREE only may, later: a fault on such
+	 * a page is handled as a fresh one). */
+	if (!raw_is_error(ret) && inline_on() &&
+	    (advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == 24 /* DONTNEED_LOCKED */))
+		agent.api->remove((uint64_t)addr, PAGE_UP((uint64_t)len));
+	return ret;
+}
+
+/*
+ * Without UFFD_FEATURE_EVENT_REMAP a moved mapping loses its registration:
+ * the host moves its records along and the new range is registered again.
+ */
+static long do_mremap(long old, long oldlen, long newlen, long flags, long new_)
+{
+	long ret = raw_syscall6(SYS_mremap, old, oldlen, newlen, flags, new_, 0);
+	uint64_t o = (uint64_t)old, ol = PAGE_UP((uint64_t)oldlen), nl = PAGE_UP((uint64_t)newlen);
+
+	if (raw_is_error(ret) || !inline_on())
+		return ret;
+	if (nl < ol)
+		inline_gone(o + nl, ol - nl);
+	if ((uint64_t)ret != o) {
+		agent.api->remap(o, nl < ol ? nl : ol, (uint64_t)ret);
+		agent_register((uint64_t)ret, nl);
+	}
 	return ret;
 }
 
@@ -92,6 +155,24 @@ static long do_brk(long addr)
  * SIGSYS handler is accepted but ours stays installed.
  */
 #define SIGSYS_BIT (1ull << (SIGSYS - 1))
+#define SIGBUS_BIT (1ull << (SIGBUS - 1))
+
+/* In inline mode SIGBUS carries our faults: the same rules apply to it. */
+static uint64_t protected_bits(void)
+{
+	return SIGSYS_BIT | (agent.inline_mode ? SIGBUS_BIT : 0);
+}
+
+static struct {
+	void *handler;
+	unsigned long flags;
+} app_sigbus = { SIG_DFL, 0 };
+
+void agent_app_sigbus(void **handler, unsigned long *flags)
+{
+	*handler = app_sigbus.handler;
+	*flags = app_sigbus.flags;
+}
 
 struct kernel_sigaction {
 	void *handler;
@@ -107,7 +188,7 @@ static long do_sigprocmask(long how, long set, long old, long size)
 	if (!set || how == SIG_UNBLOCK || size != sizeof(m))
 		return raw_syscall6(SYS_rt_sigprocmask, how, set, old, size, 0, 0);
 	memcpy(&m, (void *)set, sizeof(m));
-	m &= ~SIGSYS_BIT;
+	m &= ~protected_bits();
 	return raw_syscall6(SYS_rt_sigprocmask, how, (long)&m, old, size, 0, 0);
 }
 
@@ -115,12 +196,25 @@ static long do_sigaction(long sig, long act, long old, long size)
 {
 	struct kernel_sigaction ka;
 
+	if (sig == SIGBUS && agent.inline_mode && agent.api) {
+		/* Ours stays installed; the program's is kept for chaining. */
+		if (old) {
+			struct kernel_sigaction o = { app_sigbus.handler, app_sigbus.flags, 0, 0 };
+			memcpy((void *)old, &o, sizeof(o));
+		}
+		if (act) {
+			memcpy(&ka, (void *)act, sizeof(ka));
+			app_sigbus.handler = ka.handler;
+			app_sigbus.flags = ka.flags;
+		}
+		return 0;
+	}
 	if (!act || size != sizeof(ka.mask))
 		return raw_syscall6(SYS_rt_sigaction, sig, act, old, size, 0, 0);
 	if (sig == SIGSYS)           /* keep ours; report the current one */
 		return raw_syscall6(SYS_rt_sigaction, sig, 0, old, size, 0, 0);
 	memcpy(&ka, (void *)act, sizeof(ka));
-	ka.mask &= ~SIGSYS_BIT;
+	ka.mask &= ~protected_bits();
 	return raw_syscall6(SYS_rt_sigaction, sig, (long)&ka, old, size, 0, 0);
 }
 
@@ -137,6 +231,15 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 		break;
 	case SYS_brk:
 		ret = do_brk(g[REG_RDI]);
+		break;
+	case SYS_munmap:
+		ret = do_munmap(g[REG_RDI], g[REG_RSI]);
+		break;
+	case SYS_madvise:
+		ret = do_madvise(g[REG_RDI], g[REG_RSI], g[REG_RDX]);
+		break;
+	case SYS_mremap:
+		ret = do_mremap(g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8]);
 		break;
 	case SYS_rt_sigprocmask:
 		ret = do_sigprocmask(g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10]);
@@ -167,7 +270,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 static int install_filter(const struct text_range *libc)
 {
 	uint32_t hi = (uint32_t)(libc->lo >> 32);
-	enum { IPCHECK = 11, ALLOW = 17 };
+	/* Inline mode also traps what frees memory; otherwise those three
+	 * compare against a number no syscall has. */
+	uint32_t none = 0xffffffffu;
+	uint32_t nr_munmap = agent.inline_mode ? SYS_munmap : none;
+	uint32_t nr_madvise = agent.inline_mode ? SYS_madvise : none;
+	uint32_t nr_mremap = agent.inline_mode ? SYS_mremap : none;
+	enum { IPCHECK = 14, ALLOW = 20 };
 #define TO(label, at) ((label) - (at) - 1)
 	struct sock_filter f[] = {
 		/* 0 */ LD_ABS(OFF_ARCH),
@@ -176,19 +285,22 @@ static int install_filter(const struct text_range *libc)
 		/* 3 */ JEQ(SYS_brk, TO(IPCHECK, 3), 0),
 		/* 4 */ JEQ(SYS_rt_sigprocmask, TO(IPCHECK, 4), 0),
 		/* 5 */ JEQ(SYS_rt_sigaction, TO(IPCHECK, 5), 0),
-		/* 6 */ JEQ(SYS_mmap, 0, TO(ALLOW, 6)),
-		/* 7 */ LD_ABS(OFF_ARG3),                 /* mmap flags */
-		/* 8 */ JSET(MAP_ANONYMOUS, 0, TO(ALLOW, 8)),
-		/* 9 */ JSET(MAP_SHARED, TO(ALLOW, 9), 0), /* SHARED or SHARED_VALIDATE */
-		/* 10 */ JSET(MAP_HUGETLB | MAP_GROWSDOWN, TO(ALLOW, 10), 0),
-		/* 11 IPCHECK: only calls made by libc's code */
-		/* 11 */ LD_ABS(OFF_IP_HI),
-		/* 12 */ JEQ(hi, 0, TO(ALLOW, 12)),
-		/* 13 */ LD_ABS(OFF_IP_LO),
-		/* 14 */ JGE((uint32_t)libc->lo, 0, TO(ALLOW, 14)),
-		/* 15 */ JGE((uint32_t)libc->hi, TO(ALLOW, 15), 0),
-		/* 16 */ RET(SECCOMP_RET_TRAP),
-		/* 17 ALLOW */ RET(SECCOMP_RET_ALLOW),
+		/* 6 */ JEQ(nr_munmap, TO(IPCHECK, 6), 0),
+		/* 7 */ JEQ(nr_madvise, TO(IPCHECK, 7), 0),
+		/* 8 */ JEQ(nr_mremap, TO(IPCHECK, 8), 0),
+		/* 9 */ JEQ(SYS_mmap, 0, TO(ALLOW, 9)),
+		/* 10 */ LD_ABS(OFF_ARG3),                 /* mmap flags */
+		/* 11 */ JSET(MAP_ANONYMOUS, 0, TO(ALLOW, 11)),
+		/* 12 */ JSET(MAP_SHARED, TO(ALLOW, 12), 0), /* SHARED or SHARED_VALIDATE */
+		/* 13 */ JSET(MAP_HUGETLB | MAP_GROWSDOWN, TO(ALLOW, 13), 0),
+		/* 14 IPCHECK: only calls made by libc's code */
+		/* 14 */ LD_ABS(OFF_IP_HI),
+		/* 15 */ JEQ(hi, 0, TO(ALLOW, 15)),
+		/* 16 */ LD_ABS(OFF_IP_LO),
+		/* 17 */ JGE((uint32_t)libc->lo, 0, TO(ALLOW, 17)),
+		/* 18 */ JGE((uint32_t)libc->hi, TO(ALLOW, 18), 0),
+		/* 19 */ RET(SECCOMP_RET_TRAP),
+		/* 20 ALLOW */ RET(SECCOMP_RET_ALLOW),
 	};
 #undef TO
 	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };

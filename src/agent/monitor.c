@@ -9,7 +9,7 @@
  * faults to the instance it is watching.
  */
 #include "agent/agent.h"
-#include "agent/rawsys.h"
+#include "mech/rawsys.h"
 #include "ipc/proto.h"
 
 #include <errno.h>
@@ -45,7 +45,7 @@ static void ping(int sock)
 static void *monitor(void *arg)
 {
 	int sock = agent.sock;
-	uint64_t last_pong = now_ms(), last_ping = 0;
+	uint64_t last_pong = now_ms(), last_ping = 0, last_push = 0;
 
 	(void)arg;
 	while (atomic_load(&agent.state) == AGENT_ATTACHED) {
@@ -69,6 +69,11 @@ static void *monitor(void *arg)
 		if (t - last_ping >= PING_MS) {
 			ping(sock);
 			last_ping = t;
+		}
+		/* The in-process host's counters, for `usm stat`. */
+		if (agent.api && t - last_push >= PING_MS) {
+			agent.api->push_stats();
+			last_push = t;
 		}
 		if (t - last_pong > (uint64_t)agent.timeout_ms) {
 			agent_detach("the instance stopped answering");

@@ -29,6 +29,7 @@ struct run_opts {
 	const char *policy;
 	const char *stats_json;
 	bool stats;
+	bool inline_host;
 	const char *dargv[MAX_DAEMON_ARGS];   /* options for an embedded instance */
 	int dargc;
 };
@@ -42,6 +43,7 @@ static int run_usage(void)
 		"  -c, --config FILE      config for the embedded instance\n"
 		"  -o, --option LINE      config line for the embedded instance, e.g. -o 'memory 512'\n"
 		"  -p, --plugin PATH.so   policy plugin for the embedded instance\n"
+		"      --inline           handle PROGRAM's faults inside it (in the faulting thread)\n"
 		"      --stats            print the instance's counters when PROGRAM exits\n"
 		"      --stats-json FILE  write them as JSON to FILE\n");
 	return 2;
@@ -68,6 +70,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
 		{ "plugin", required_argument, NULL, 'p' },
 		{ "stats", no_argument, NULL, 's' },
 		{ "stats-json", required_argument, NULL, 'j' },
+		{ "inline", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
@@ -83,6 +86,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
 		case 'p': rc = add_darg(o, "-p", optarg); break;
 		case 's': o->stats = true; break;
 		case 'j': o->stats_json = optarg; break;
+		case 'I': o->inline_host = true; break;
 		default: return run_usage();
 		}
 	}
@@ -170,6 +174,20 @@ static pid_t start_embedded(struct run_opts *o, char *name, size_t namelen,
 		return -1;                           /* the instance printed why */
 	}
 	return pid;
+}
+
+/* libusm-inline.so next to the agent: the in-process host loads it. */
+static void set_libusm_env(const char *agent)
+{
+	char dir[PATH_MAX], cand[PATH_MAX + 32], real[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", agent);
+	*strrchr(dir, '/') = '\0';
+	snprintf(cand, sizeof(cand), "%s/libusm-inline.so", dir);
+	if (access(cand, R_OK))
+		return;                          /* the agent's default, then */
+	if (realpath(cand, real))
+		setenv("USM_LIBUSM", real, 1);
 }
 
 static void set_env(const char *agent, const char *sock_path, const char *policy)
@@ -277,6 +295,9 @@ int cmd_run(int argc, char **argv)
 	child = fork();
 	if (child == 0) {
 		set_env(agent, sock_path, o.policy);
+		if (o.inline_host)
+			setenv("USM_INLINE", "1", 1);
+		set_libusm_env(agent);
 		execvp(argv[optind], argv + optind);
 		fprintf(stderr, "usm run: cannot run %s: %s\n", argv[optind], strerror(errno));
 		_exit(127);

@@ -95,24 +95,29 @@ void cli_print_stats(FILE *f, const struct usm_msg_stats_reply *r)
 		(unsigned long long)(i->frames_total * i->page_size >> 20),
 		(unsigned long long)used, ratio_pct(used, i->frames_total),
 		(unsigned long long)i->c.frames_peak);
-	fprintf(f, "  faults   %llu, pages mapped %llu, latency p50 %llu ns, p99 %llu ns\n",
+	fprintf(f, "  faults   %llu, pages mapped %llu (%llu as 2 MiB pages), latency p50 %llu ns, "
+		"p99 %llu ns\n",
 		(unsigned long long)i->c.faults, (unsigned long long)i->c.pages_mapped,
+		(unsigned long long)i->c.huge_pages * 512,
 		(unsigned long long)i->c.lat_p50_ns, (unsigned long long)i->c.lat_p99_ns);
 	fprintf(f, "  events   remove %llu, unmap %llu, remap %llu; frames freed %llu; "
 		"oom %llu (kernel pages %llu)\n",
 		(unsigned long long)i->c.ev_remove, (unsigned long long)i->c.ev_unmap,
 		(unsigned long long)i->c.ev_remap, (unsigned long long)i->c.pages_freed,
 		(unsigned long long)i->c.oom_events, (unsigned long long)i->c.kernel_pages);
-	fprintf(f, "  %7s %-15s %-10s %5s %10s %10s %10s %9s %9s %8s\n", "PID", "COMM", "POLICY",
-		"STATE", "FAULTS", "MAPPED", "FRAMES", "P50(ns)", "P99(ns)", "MANAGED");
+	fprintf(f, "  %7s %-15s %-12s %6s %10s %10s %10s %9s %9s %8s %8s\n", "PID", "COMM",
+		"POLICY", "STATE", "FAULTS", "MAPPED", "FRAMES", "P50(ns)", "P99(ns)", "MANAGED",
+		"BLOAT");
 	for (uint32_t k = 0; k < i->nprocs; k++) {
 		const struct usm_stat_proc *p = &r->procs[k];
-		fprintf(f, "  %7d %-15.15s %-10.10s %5s %10llu %10llu %10llu %9llu %9llu %7.1f%%\n",
-			p->pid, p->comm, p->policy, p->alive ? "live" : "exit",
+		fprintf(f, "  %7d %-15.15s %-12.12s %6s %10llu %10llu %10llu %9llu %9llu %7.1f%% %7.1f%%\n",
+			p->pid, p->comm, p->policy,
+			p->alive ? (p->inline_host ? "live/i" : "live") : (p->inline_host ? "exit/i" : "exit"),
 			(unsigned long long)p->c.faults, (unsigned long long)p->c.pages_mapped,
 			(unsigned long long)p->c.frames_in_use, (unsigned long long)p->c.lat_p50_ns,
 			(unsigned long long)p->c.lat_p99_ns,
-			ratio_pct(p->c.usm_pages_at_peak, p->c.rss_anon_peak_pages));
+			ratio_pct(p->c.usm_pages_at_peak, p->c.rss_anon_peak_pages),
+			ratio_pct(p->c.bloat_pages, p->c.frames_in_use));
 	}
 }
 
@@ -120,13 +125,14 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 {
 	fprintf(f, "\"faults\":%llu,\"pages_mapped\":%llu,\"frames_in_use\":%llu,"
 		"\"frames_peak\":%llu,\"oom_events\":%llu,\"kernel_pages\":%llu,"
-		"\"pages_freed\":%llu,\"eexist\":%llu,"
+		"\"pages_freed\":%llu,\"eexist\":%llu,\"huge_pages\":%llu,\"bloat_pages\":%llu,"
 		"\"events\":{\"fault\":%llu,\"remove\":%llu,\"unmap\":%llu,\"remap\":%llu},"
 		"\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}",
 		(unsigned long long)c->faults, (unsigned long long)c->pages_mapped,
 		(unsigned long long)c->frames_in_use, (unsigned long long)c->frames_peak,
 		(unsigned long long)c->oom_events, (unsigned long long)c->kernel_pages,
 		(unsigned long long)c->pages_freed, (unsigned long long)c->eexist,
+		(unsigned long long)c->huge_pages, (unsigned long long)c->bloat_pages,
 		(unsigned long long)c->faults, (unsigned long long)c->ev_remove,
 		(unsigned long long)c->ev_unmap, (unsigned long long)c->ev_remap,
 		(unsigned long long)c->lat_p50_ns, (unsigned long long)c->lat_p99_ns,
@@ -172,8 +178,9 @@ void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)
 		json_string(f, p->comm, sizeof(p->comm));
 		fprintf(f, ",\"policy\":");
 		json_string(f, p->policy, sizeof(p->policy));
-		fprintf(f, ",\"alive\":%s,\"attached_s\":%.3f,\"rss_anon_pages_peak\":%llu,"
+		fprintf(f, ",\"alive\":%s,\"inline\":%s,\"attached_s\":%.3f,\"rss_anon_pages_peak\":%llu,"
 			"\"usm_pages_at_peak\":%llu,", p->alive ? "true" : "false",
+			p->inline_host ? "true" : "false",
 			(double)p->attached_ns / 1e9,
 			(unsigned long long)p->c.rss_anon_peak_pages,
 			(unsigned long long)p->c.usm_pages_at_peak);

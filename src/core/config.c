@@ -137,6 +137,17 @@ static int d_mode(struct parse_ctx *pc, int argc, char **argv)
 	return 0;
 }
 
+static int d_host(struct parse_ctx *pc, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "daemon"))
+		pc->cfg->inline_host = false;
+	else if (!strcmp(argv[1], "inline"))
+		pc->cfg->inline_host = true;
+	else
+		return fail(pc, "host: expected 'daemon' or 'inline', got '%s'", argv[1]);
+	return 0;
+}
+
 static int d_oom(struct parse_ctx *pc, int argc, char **argv)
 {
 	if (!strcmp(argv[1], "kernel"))
@@ -164,24 +175,49 @@ static int d_policy(struct parse_ctx *pc, int argc, char **argv)
 			 sizeof(pc->cfg->default_policy), argv[1]);
 }
 
+/* key=value after the policy name: a parameter for that process only. */
+static int parse_param(struct parse_ctx *pc, struct usm_cfg_process *p, const char *tok)
+{
+	const char *eq = strchr(tok, '=');
+	struct usm_cfg_param *prm;
+
+	if (!eq || eq == tok)
+		return fail(pc, "process: expected key=value after the policy, got '%s'", tok);
+	if (p->nparams == USM_PARAMS_MAX)
+		return fail(pc, "process: at most %d key=value parameters", USM_PARAMS_MAX);
+	prm = &p->params[p->nparams++];
+	if ((size_t)(eq - tok) >= sizeof(prm->key))
+		return fail(pc, "parameter name '%.*s' is longer than %zu characters",
+			    (int)(eq - tok), tok, sizeof(prm->key) - 1);
+	memcpy(prm->key, tok, (size_t)(eq - tok));
+	prm->key[eq - tok] = '\0';
+	return copy_name(pc, "parameter value", prm->value, sizeof(prm->value), eq + 1);
+}
+
 static int d_process(struct parse_ctx *pc, int argc, char **argv)
 {
 	struct usm_cfg_process *p;
 	int i = 1;
 	bool swap = false;
 
-	if (argc == 4) {
-		if (strcmp(argv[1], "alloc") && strcmp(argv[1], "swap"))
-			return fail(pc, "process: expected 'alloc' or 'swap', got '%s'", argv[1]);
+	if (!strcmp(argv[1], "alloc") || !strcmp(argv[1], "swap")) {
 		swap = !strcmp(argv[1], "swap");
 		i = 2;
+	} else if (argc == 4 && !strchr(argv[3], '=')) {
+		return fail(pc, "process: expected 'alloc' or 'swap', got '%s'", argv[1]);
 	}
+	if (argc - i < 2)
+		return fail(pc, "expected 'process [alloc|swap] <name> <policy> [key=value]...'");
 	p = PUSH(pc, pc->cfg->procs, pc->cfg->nprocs);
 	p->swap = swap;
 	p->line = where(pc);
-	if (copy_name(pc, "process name", p->comm, sizeof(p->comm), argv[i]))
+	if (copy_name(pc, "process name", p->comm, sizeof(p->comm), argv[i]) ||
+	    copy_name(pc, "policy name", p->policy, sizeof(p->policy), argv[i + 1]))
 		return -1;
-	return copy_name(pc, "policy name", p->policy, sizeof(p->policy), argv[i + 1]);
+	for (int k = i + 2; k < argc; k++)
+		if (parse_param(pc, p, argv[k]))
+			return -1;
+	return 0;
 }
 
 static int d_priority(struct parse_ctx *pc, int argc, char **argv)
@@ -260,8 +296,9 @@ static const struct directive directives[] = {
 	{ "page",      1, 1, "page <bytes>", d_page },
 	{ "mode",      1, 1, "mode blocking|spinning", d_mode },
 	{ "oom",       1, 1, "oom kernel|kill|wait", d_oom },
+	{ "host",      1, 1, "host daemon|inline", d_host },
 	{ "policy",    1, 1, "policy <name>", d_policy },
-	{ "process",   2, 3, "process [alloc|swap] <name> <policy>", d_process },
+	{ "process",   2, 7, "process [alloc|swap] <name> <policy> [key=value]...", d_process },
 	{ "priority",  2, 2, "priority <name> <n>", d_priority },
 	{ "threshold", 2, 2, "threshold <pct> <policy>", d_threshold },
 	{ "plugin",    1, 1, "plugin <path.so>", d_plugin },
@@ -303,7 +340,7 @@ static int parse_line(struct parse_ctx *pc, char *line)
 		return d->fn(pc, n, tok);
 	}
 	return fail(pc, "unknown directive '%s' (expected one of memory, workers, page, "
-		    "mode, oom, policy, process, priority, threshold, plugin, set)", tok[0]);
+		    "mode, host, oom, policy, process, priority, threshold, plugin, set)", tok[0]);
 }
 
 int usm_config_parse(struct usm_config *cfg, const char *text, const char *source,
@@ -405,15 +442,23 @@ int usm_config_check_policies(const struct usm_config *cfg, char *err, size_t er
 	return 0;
 }
 
-const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm)
+const struct usm_cfg_process *usm_config_process_for(const struct usm_config *cfg,
+						     const char *comm)
 {
 	/* The last matching line wins, like a later assignment overriding. */
-	const char *found = NULL;
+	const struct usm_cfg_process *found = NULL;
 
 	for (size_t i = 0; i < cfg->nprocs; i++)
 		if (!cfg->procs[i].swap && !strcmp(cfg->procs[i].comm, comm))
-			found = cfg->procs[i].policy;
+			found = &cfg->procs[i];
 	return found;
+}
+
+const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm)
+{
+	const struct usm_cfg_process *p = usm_config_process_for(cfg, comm);
+
+	return p ? p->policy : NULL;
 }
 
 int usm_config_priority_for(const struct usm_config *cfg, const char *comm)
@@ -449,4 +494,56 @@ void usm_config_free(struct usm_config *cfg)
 	cfg->thresh = NULL;
 	cfg->sets = NULL;
 	cfg->nplugins = cfg->nprocs = cfg->nprios = cfg->nthresh = cfg->nsets = 0;
+}
+
+bool usm_config_inline_for(const struct usm_config *cfg, const char *comm)
+{
+	const struct usm_cfg_process *p = usm_config_process_for(cfg, comm);
+
+	for (unsigned i = 0; p && i < p->nparams; i++)
+		if (!strcmp(p->params[i].key, "host"))
+			return !strcmp(p->params[i].value, "inline");
+	return cfg->inline_host;
+}
+
+/* Append a formatted line; false when it does not fit. */
+static bool append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static bool append(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *off, len - *off, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len - *off)
+		return false;
+	*off += (size_t)n;
+	return true;
+}
+
+int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
+			   const char *policy, char *buf, size_t len)
+{
+	const struct usm_cfg_process *p = usm_config_process_for(cfg, comm);
+	size_t off = 0;
+	bool ok;
+
+	ok = append(buf, len, &off, "memory %llu\npage %llu\noom %s\npolicy %s\n",
+		    (unsigned long long)cfg->memory_mib, (unsigned long long)cfg->page_size,
+		    cfg->oom == USM_OOM_KERNEL ? "kernel" : cfg->oom == USM_OOM_RETRY ? "kill" : "wait",
+		    policy);
+	for (size_t i = 0; ok && i < cfg->nplugins; i++)
+		ok = append(buf, len, &off, "plugin %s\n", cfg->plugins[i]);
+	for (size_t i = 0; ok && i < cfg->nsets; i++)
+		ok = append(buf, len, &off, "set %s %s\n", cfg->sets[i].key, cfg->sets[i].value);
+	if (ok && p) {
+		ok = append(buf, len, &off, "process alloc %s %s", p->comm, p->policy);
+		for (unsigned i = 0; ok && i < p->nparams; i++)
+			ok = append(buf, len, &off, " %s=%s", p->params[i].key, p->params[i].value);
+		ok = ok && append(buf, len, &off, "\n");
+	}
+	return ok ? (int)off : -1;
 }

@@ -8,12 +8,15 @@
  *   memory <MiB>                     frame budget of the instance
  *   workers <n>                      fault-handling threads (1-64)
  *   page <bytes>                     frame size (4096)
- *   process [alloc|swap] <comm> <policy>   policy for processes named comm
+ *   process [alloc|swap] <comm> <policy> [key=value]...
+ *                                    policy (and its parameters) for comm
  *   priority <comm> <n>              OOM priority (lower dies first)
  *   threshold <pct> <policy>         default alloc policy once budget use >= pct
  * and USM extensions:
  *   policy <name>                    default allocation policy
  *   mode blocking|spinning           how workers wait for faults
+ *   host daemon|inline               where faults are handled by default
+ *                                    (a process line's host=... overrides)
  *   oom kernel|kill|wait             default action when the budget is full
  *   plugin <path.so>                 load policies from a shared object
  *   set <key> <value>                a policy parameter (usm_config_get)
@@ -30,11 +33,20 @@
 #define USM_NAME_MAX 32
 #define USM_COMM_MAX 16
 
+#define USM_PARAMS_MAX 4
+
+struct usm_cfg_param {
+	char key[32];
+	char value[64];
+};
+
 struct usm_cfg_process {
 	char comm[USM_COMM_MAX];
 	char policy[USM_NAME_MAX];
 	bool swap;          /* `process swap ...` */
 	int line;
+	struct usm_cfg_param params[USM_PARAMS_MAX];
+	unsigned nparams;
 };
 
 struct usm_cfg_priority {
@@ -59,6 +71,7 @@ struct usm_config {
 	unsigned workers;
 	uint64_t page_size;
 	bool spinning;
+	bool inline_host;
 	enum usm_oom_action oom;
 	char default_policy[USM_NAME_MAX];
 	int default_policy_line;
@@ -89,9 +102,21 @@ int usm_config_check_policies(const struct usm_config *cfg, char *err, size_t er
 int usm_config_apply_line(struct usm_config *cfg, const char *line,
 			  char *err, size_t errlen);
 
+/* The `process alloc` line for comm (the last one wins), or NULL. */
+const struct usm_cfg_process *usm_config_process_for(const struct usm_config *cfg,
+						     const char *comm);
 const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm);
 int usm_config_priority_for(const struct usm_config *cfg, const char *comm);
 const char *usm_config_lookup(const struct usm_config *cfg, const char *key);
+/* Is comm's memory handled in-process (`host inline`, or host=inline)? */
+bool usm_config_inline_for(const struct usm_config *cfg, const char *comm);
+/*
+ * The config text an in-process host needs for comm: its policy, the
+ * `set` lines, plugins, its process line.  Returns the length, or -1 if
+ * it does not fit in len.
+ */
+int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
+			   const char *policy, char *buf, size_t len);
 
 void usm_config_free(struct usm_config *cfg);
 

@@ -123,14 +123,20 @@ void usm_control_close(struct usm_instance *inst)
 	inst->listen_fd = inst->ctl_epfd = inst->stop_fd = -1;
 }
 
-static void send_ack(int sock, int status, const char *error)
+static void send_ack_flags(int sock, int status, uint32_t flags, const char *error)
 {
 	struct usm_msg_ack a;
 
 	usm_msg_init(&a.h, USM_MSG_ACK, sizeof(a));
 	a.status = status;
+	a.flags = flags;
 	snprintf(a.error, sizeof(a.error), "%s", error ? error : "");
 	usm_sock_send(sock, &a, sizeof(a), -1);
+}
+
+static void send_ack(int sock, int status, const char *error)
+{
+	send_ack_flags(sock, status, 0, error);
 }
 
 static void drop_client(struct usm_instance *inst, struct client *c)
@@ -198,6 +204,12 @@ static bool take_hello(struct usm_instance *inst, struct client *c,
 		send_ack(c->sock, -EPERM, err);
 		return false;
 	}
+	if (!(h->flags & USM_HELLO_INLINE) && usm_config_inline_for(&inst->cfg, h->comm)) {
+		/* Configured for the in-process host: the agent comes back with
+		 * a userfaultfd in SIGBUS mode. */
+		send_ack(c->sock, USM_ACK_GO_INLINE, NULL);
+		return false;
+	}
 	p = usm_process_new(inst, h, uffd, c->sock, err, sizeof(err));
 	if (!p) {
 		usm_log(USM_LOG_WARN, "refused pid %d (%.16s): %s", h->pid, h->comm, err);
@@ -208,12 +220,38 @@ static bool take_hello(struct usm_instance *inst, struct client *c,
 	w = &inst->workers[inst->next_worker++ % inst->nworkers];
 	/* ACK before adoption: the agent registers its memory only after the
 	 * ACK, so no fault can reach the worker before it watches the fd. */
-	send_ack(c->sock, 0, NULL);
-	if (usm_worker_adopt(w, p) < 0) {
-		usm_log(USM_LOG_ERROR, "pid %d: cannot watch its descriptors", p->pid);
+	/* A policy that wants 2 MiB pages gets the agent's pool before the
+	 * agent registers anything, hence before the first fault. */
+	send_ack_flags(c->sock, 0, p->want_pool ? USM_ACK_WANT_POOL : 0, NULL);
+	if (p->inline_host && usm_inline_send_config(p) < 0) {
+		usm_log(USM_LOG_ERROR, "pid %d: cannot set up its attachment", p->pid);
 		usm_process_teardown(p);
 		free(p);
+		return true;
 	}
+	usm_worker_adopt(w, p);         /* p is the worker's from here on */
+	return true;
+}
+
+/* The in-process host's second connection (leases, OOM, counters). */
+static bool take_rpc(struct usm_instance *inst, struct client *c,
+		     const struct usm_msg_attach_rpc *m)
+{
+	char err[224];
+
+	if (m->pid != c->cred.pid) {
+		send_ack(c->sock, -EPERM, "ATTACH_RPC names another process");
+		return false;
+	}
+	/* The agent sends nothing on this channel before our ACK, so the
+	 * worker may watch it first. */
+	epoll_ctl(inst->ctl_epfd, EPOLL_CTL_DEL, c->sock, NULL);
+	if (usm_inline_attach_rpc(inst, c->sock, m->pid, err, sizeof(err)) < 0) {
+		usm_log(USM_LOG_WARN, "pid %d: %s", m->pid, err);
+		send_ack(c->sock, -ENOENT, err);
+		return false;
+	}
+	send_ack(c->sock, 0, NULL);
 	return true;
 }
 
@@ -281,6 +319,7 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 	union {
 		struct usm_msg m;
 		struct usm_msg_hello hello;
+		struct usm_msg_attach_rpc rpc;
 		char raw[512];
 	} u;
 	int fd;
@@ -309,6 +348,14 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 			free(c);
 			return;         /* fd and socket now belong to the process */
 		}
+	} else if (u.m.type == USM_MSG_ATTACH_RPC) {
+		if (take_rpc(inst, c, &u.rpc)) {
+			free(c);
+			return;
+		}
+		close(c->sock);
+		free(c);
+		return;
 	} else if (u.m.type == USM_MSG_STATS) {
 		send_stats(inst, c->sock);
 	} else if (u.m.type == USM_MSG_SHUTDOWN) {
@@ -346,6 +393,8 @@ static uint64_t rss_anon_pages(pid_t pid)
 
 static void sample_rss(struct usm_instance *inst)
 {
+	static unsigned tick;
+	bool bloat = ++tick % 5 == 0;          /* smaps is costly: every 500 ms */
 	struct usm_list_head *pos;
 
 	pthread_mutex_lock(&inst->procs_lock);
@@ -354,10 +403,15 @@ static void sample_rss(struct usm_instance *inst)
 		uint64_t usm = usm_read(&p->c.frames_in_use);
 		uint64_t rss = rss_anon_pages(p->pid);
 
+		uint64_t b;
+
 		if (rss > p->rss_anon_peak) {
 			p->rss_anon_peak = rss;
 			p->usm_at_peak = usm;
 		}
+		/* An in-process host samples itself and pushes the result. */
+		if (bloat && p->track_bloat && !p->inline_host && !usm_bloat_sample(p->pid, &b))
+			atomic_store_explicit(&p->bloat_pages, b, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&inst->procs_lock);
 }

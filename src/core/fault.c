@@ -110,6 +110,41 @@ unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *s
 	return (unsigned)((hi - lo) / ps);
 }
 
+int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head *list)
+{
+	struct usm_page *pages[USM_MAX_BATCH];
+	uint64_t start;
+	unsigned n = usm_fault_window(ev, want, &start);
+
+	if (usm_frames_free() < n) {
+		start = ev->vaddr;
+		n = 1;
+	}
+	if (usm_frames_take(ev, pages, n) != USM_OK)
+		return USM_ENOMEM;
+	if (usm_resolve(ev, start, pages, n) != USM_OK) {
+		for (unsigned i = 0; i < n; i++)
+			usm_frame_put(pages[i]);
+		return USM_EINVAL;
+	}
+	for (unsigned i = 0; list && i < n; i++)
+		usm_list_add_tail(&pages[i]->list, list);
+	return USM_OK;
+}
+
+unsigned usm_window_mapped(const struct usm_event *ev, unsigned want)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	uint64_t base, n = 0;
+
+	if (want < 1 || want > USM_MAX_BATCH || (want & (want - 1)))
+		want = want > USM_MAX_BATCH ? USM_MAX_BATCH : 1;
+	base = ev->vaddr & ~((uint64_t)want * ps - 1);
+	for (unsigned i = 0; i < want; i++)
+		n += usm_pagemap_get(&ev->origin->pm, base + i * ps) != NULL;
+	return (unsigned)n;
+}
+
 /* ---- mapping a plan (no lock) -------------------------------------- */
 
 static uint64_t p_vma_lo(const struct usm_process *p)
@@ -153,20 +188,48 @@ static void unplan(struct usm_process *p, uint64_t from, uint64_t to)
 static void add_pending(struct usm_worker *w, struct usm_process *p, uint64_t addr,
 			uint32_t flags);
 
-/* Returns false if the fault must be retried after the pending events. */
-static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault)
+/* Pages mapped ahead of the fault start "not accessed" (see core/bloat.c). */
+static void cold_ahead(struct usm_process *p, uint64_t from, uint64_t to, uint64_t fault)
 {
-	bool resolved = true;
+	uint64_t ps = usm_inst->cfg.page_size;
 
+	if (fault >= from && fault < to)
+		usm_mem_cold(p->pidfd, from, fault - from, fault + ps, to - fault - ps);
+	else
+		usm_mem_cold(p->pidfd, from, to - from, 0, 0);
+}
+
+static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *p,
+				      uint64_t fault)
+{
+	enum usm_fault_result res = USM_FAULT_DONE;
 	uint64_t ps = usm_inst->cfg.page_size;
 	uint64_t cur = w->plan_vaddr, end = cur + (uint64_t)w->plan_n * ps;
+	uint64_t first = cur, last = end;
+	/* Measuring bloat: the pages ahead must lose their accessed bit before
+	 * the program runs again, so wake only afterwards. */
+	bool hold = p->track_bloat && w->plan_n > 1 && !w->plan_huge;
+
+	if (w->plan_huge) {
+		w->plan_huge = false;
+		if (usm_huge_move(p, cur)) {
+			usm_count(&p->c.pages_mapped, w->plan_n);
+			usm_count(&usm_inst->c.pages_mapped, w->plan_n);
+			w->plan_n = 0;
+			return USM_FAULT_DONE;
+		}
+		/* No ready huge page: 4 KiB pages, as any window. */
+	}
 
 	while (cur < end) {
 		uint64_t done = 0;
-		int rc = usm_uffd_copy(p->uffd, cur, usm_inst->zero, end - cur, &done);
+		int rc = usm_uffd_copy_mode(p->uffd, cur, usm_inst->zero, end - cur,
+					    hold ? UFFDIO_COPY_MODE_DONTWAKE : 0, &done);
 
 		usm_count(&p->c.pages_mapped, done / ps);
 		usm_count(&usm_inst->c.pages_mapped, done / ps);
+		if (p->track_bloat && done > ps)
+			cold_ahead(p, cur, cur + done, fault);
 		cur += done;
 		if (rc == 0)
 			break;
@@ -194,7 +257,7 @@ static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault
 			/* An munmap/mremap/madvise event is queued behind this
 			 * fault: give the frames back, read it, retry. */
 			unplan(p, cur, end);
-			resolved = cur > fault;
+			res = cur > fault ? USM_FAULT_DONE : USM_FAULT_RETRY;
 			break;
 		} else {
 			/* The mapping ends here (-ENOENT), or the process is
@@ -204,13 +267,17 @@ static bool map_plan(struct usm_worker *w, struct usm_process *p, uint64_t fault
 					p->pid, (unsigned long long)cur, strerror(-rc));
 			unplan(p, cur, end);
 			/* Never leave the faulting thread asleep. */
-			if (cur <= fault)
+			if (cur <= fault) {
 				usm_uffd_wake(p->uffd, fault, ps);
+				res = USM_FAULT_FAILED;
+			}
 			break;
 		}
 	}
+	if (hold)
+		usm_uffd_wake(p->uffd, first, last - first);
 	w->plan_n = 0;
-	return resolved;
+	return res;
 }
 
 /* ---- ALLOC ---------------------------------------------------------- */
@@ -234,18 +301,20 @@ static void add_pending(struct usm_worker *w, struct usm_process *p, uint64_t ad
 	w->pending[w->npending++] = (struct usm_pending){ p, addr, flags };
 }
 
-static bool oom_to_kernel(struct usm_process *p, uint64_t addr)
+static enum usm_fault_result oom_to_kernel(struct usm_process *p, uint64_t addr)
 {
 	uint64_t done;
 	int rc = usm_uffd_zeropage(p->uffd, addr, usm_inst->cfg.page_size, &done);
 
 	if (rc == -EAGAIN)
-		return false;
+		return USM_FAULT_RETRY;
 	if (rc == -EEXIST)
 		usm_uffd_wake(p->uffd, addr, usm_inst->cfg.page_size);
+	else if (rc)
+		return USM_FAULT_FAILED;
 	usm_count(&p->c.kernel_pages, 1);
 	usm_count(&usm_inst->c.kernel_pages, 1);
-	return true;
+	return USM_FAULT_DONE;
 }
 
 /* Call the policy; returns what to do if nothing was planned. */
@@ -262,6 +331,7 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 	if (stale)
 		usm_frame_release(stale);
 	w->plan_n = 0;
+	w->plan_huge = false;
 	rc = pol->ops->usm_alloc(ev);
 	if (rc == USM_OK && w->plan_n)
 		return USM_OOM_RETRY;
@@ -278,10 +348,9 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 	return pol->ops->usm_oom ? pol->ops->usm_oom(ev) : usm_oom_default(ev);
 }
 
-static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t addr,
-			 uint32_t flags, uint32_t tid, bool retry)
+enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
+					uint64_t addr, uint32_t flags, uint32_t tid)
 {
-	uint64_t t0 = usm_now_ns();
 	struct usm_event ev = {
 		.type = USM_EVENT_ALLOC, .origin = p, .vaddr = addr & page_mask(),
 		.length = usm_inst->cfg.page_size, .flags = flags, .tid = tid,
@@ -293,16 +362,32 @@ static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t a
 	act = plan_fault(w, &ev);
 	pthread_mutex_unlock(&usm_inst->lock);
 
-	if (w->plan_n ? !map_plan(w, p, ev.vaddr) :
-	    act == USM_OOM_KERNEL ? !oom_to_kernel(p, ev.vaddr) : true) {
-		add_pending(w, p, ev.vaddr, flags);
+	if (w->plan_n)
+		return map_plan(w, p, ev.vaddr);
+	if (act == USM_OOM_KERNEL)
+		return oom_to_kernel(p, ev.vaddr);
+	return USM_FAULT_RETRY;
+}
+
+void usm_fault_record_latency(struct usm_process *p, uint64_t t0)
+{
+	uint64_t dt = usm_now_ns() - t0;
+
+	usm_hist_add(&p->lat, dt);
+	usm_hist_add(&usm_inst->lat, dt);
+}
+
+static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t addr,
+			 uint32_t flags, uint32_t tid, bool retry)
+{
+	uint64_t t0 = usm_now_ns();
+
+	if (usm_fault_resolve(w, p, addr, flags, tid) == USM_FAULT_RETRY) {
+		add_pending(w, p, addr & page_mask(), flags);
 		return;
 	}
-	if (!retry) {
-		uint64_t dt = usm_now_ns() - t0;
-		usm_hist_add(&p->lat, dt);
-		usm_hist_add(&usm_inst->lat, dt);
-	}
+	if (!retry)
+		usm_fault_record_latency(p, t0);
 }
 
 void usm_retry_pending(struct usm_worker *w)
@@ -345,8 +430,8 @@ static void release_cb(uint64_t va, struct usm_page *pg, void *arg)
 	usm_frame_release(pg);
 }
 
-static void handle_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
-			uint64_t end, bool unmap)
+void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
+		    uint64_t end, bool unmap)
 {
 	struct usm_event ev = {
 		.type = USM_EVENT_FREE, .origin = p, .vaddr = start,
@@ -367,38 +452,40 @@ static void handle_free(struct usm_worker *w, struct usm_process *p, uint64_t st
 	pthread_mutex_unlock(&usm_inst->lock);
 }
 
-struct moved {
-	struct usm_page **pages;
-	size_t n, cap;
-	bool oom;
+struct move {
+	struct usm_process *p;
+	uint64_t from, to;
 };
 
-static void collect_cb(uint64_t va, struct usm_page *pg, void *arg)
+/*
+ * Move one entry to its new address.  Inserting during the walk is safe:
+ * the kernel never lets the old and new ranges of a move overlap, and the
+ * walk does not visit addresses outside [from, from + len).  No malloc:
+ * in the in-process host this runs inside a signal handler.
+ */
+static void move_cb(uint64_t va, struct usm_page *pg, void *arg)
 {
-	struct moved *m = arg;
+	struct move *m = arg;
+	uint64_t nva = m->to + (va - m->from);
+	struct usm_page *old;
 
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 256;
-		void *n = realloc(m->pages, cap * sizeof(*m->pages));
-		if (!n) {
-			m->oom = true;
-			return;
-		}
-		m->pages = n;
-		m->cap = cap;
-	}
-	m->pages[m->n++] = pg;
-	(void)va;
+	usm_pagemap_take(&m->p->pm, va);
+	old = usm_pagemap_take(&m->p->pm, nva);
+	if (old)
+		usm_frame_release(old);
+	pg->vaddr = nva;
+	if (usm_pagemap_set(&m->p->pm, nva, pg))
+		usm_frame_release(pg);      /* no node for it: give it up */
 }
 
-static void handle_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
-			 uint64_t to, uint64_t len)
+void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
+		     uint64_t to, uint64_t len)
 {
 	struct usm_event ev = {
 		.type = USM_EVENT_VIRT_AS_CHANGE, .origin = p, .vaddr = from,
 		.length = len, .offst = to, .framework = w,
 	};
-	struct moved m = { 0 };
+	struct move m = { p, from, to };
 	struct usm_policy *pol;
 
 	forget_vma(p, from, from + len);
@@ -406,31 +493,11 @@ static void handle_remap(struct usm_worker *w, struct usm_process *p, uint64_t f
 	usm_count(&p->c.ev_remap, 1);
 	usm_count(&usm_inst->c.ev_remap, 1);
 	pthread_mutex_lock(&usm_inst->lock);
-	usm_pagemap_walk(&p->pm, from, from + len, collect_cb, &m);
-	for (size_t i = 0; i < m.n; i++) {
-		struct usm_page *pg = m.pages[i];
-		uint64_t nva = to + (pg->vaddr - from);
-		struct usm_page *old;
-
-		usm_pagemap_take(&p->pm, pg->vaddr);
-		if (m.oom) {
-			/* Could not track the move: release rather than keep
-			 * frames at addresses that no longer mean anything. */
-			usm_frame_release(pg);
-			continue;
-		}
-		old = usm_pagemap_take(&p->pm, nva);
-		if (old)
-			usm_frame_release(old);
-		pg->vaddr = nva;
-		if (usm_pagemap_set(&p->pm, nva, pg))
-			usm_frame_release(pg);
-	}
+	usm_pagemap_walk(&p->pm, from, from + len, move_cb, &m);
 	pol = usm_instance_policy_of(p);
 	if (pol->ops->usm_virt_address_space_change)
 		pol->ops->usm_virt_address_space_change(&ev);
 	pthread_mutex_unlock(&usm_inst->lock);
-	free(m.pages);
 }
 
 /* ---- the message loop ----------------------------------------------- */
@@ -448,13 +515,13 @@ static void dispatch(struct usm_worker *w, struct usm_process *p, const struct u
 		break;
 	}
 	case UFFD_EVENT_REMOVE:
-		handle_free(w, p, m->arg.remove.start, m->arg.remove.end, false);
+		usm_fault_free(w, p, m->arg.remove.start, m->arg.remove.end, false);
 		break;
 	case UFFD_EVENT_UNMAP:
-		handle_free(w, p, m->arg.remove.start, m->arg.remove.end, true);
+		usm_fault_free(w, p, m->arg.remove.start, m->arg.remove.end, true);
 		break;
 	case UFFD_EVENT_REMAP:
-		handle_remap(w, p, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		usm_fault_remap(w, p, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
 		break;
 	default:
 		usm_log(USM_LOG_WARN, "pid %d: unexpected userfaultfd event %u",
@@ -465,11 +532,13 @@ static void dispatch(struct usm_worker *w, struct usm_process *p, const struct u
 void usm_handle_uffd(struct usm_worker *w, struct usm_process *p)
 {
 	struct uffd_msg msgs[MSGS_PER_READ];
-	int n;
+	int n = 0;
 
 	/* Drain: faults that arrive while we work are taken without another
-	 * trip through epoll. */
-	while ((n = usm_uffd_read(p->uffd, msgs, MSGS_PER_READ)) > 0)
+	 * trip through epoll, but only so many, so that the sockets and
+	 * other processes of this worker get their turn. */
+	for (int rounds = 0; rounds < 8 && (n = usm_uffd_read(p->uffd, msgs, MSGS_PER_READ)) > 0;
+	     rounds++)
 		for (int i = 0; i < n && !p->dead; i++)
 			dispatch(w, p, &msgs[i]);
 	if (n < 0 && !p->dead)

@@ -9,15 +9,15 @@
  * Every function here runs under the policy lock.
  */
 #include "core/instance.h"
+#include "mech/rawsys.h"
 
 #include <errno.h>
 #include <sys/mman.h>
 
+/* Raw syscalls: in the in-process host this memory must never be registered. */
 static void *map_array(uint64_t bytes)
 {
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	return raw_map(bytes, PROT_READ | PROT_WRITE);
 }
 
 int usm_frames_init(struct usm_instance *inst)
@@ -29,15 +29,16 @@ int usm_frames_init(struct usm_instance *inst)
 		return -ENOMEM;
 	inst->nfree = 0;
 	inst->next_fresh = 0;
+	inst->cap = inst->nframes;
 	return 0;
 }
 
 void usm_frames_fini(struct usm_instance *inst)
 {
 	if (inst->frames)
-		munmap(inst->frames, inst->nframes * sizeof(struct usm_page));
+		raw_unmap(inst->frames, inst->nframes * sizeof(struct usm_page));
 	if (inst->free_stack)
-		munmap(inst->free_stack, inst->nframes * sizeof(uint64_t));
+		raw_unmap(inst->free_stack, inst->nframes * sizeof(uint64_t));
 	inst->frames = NULL;
 	inst->free_stack = NULL;
 }
@@ -52,22 +53,30 @@ uint64_t usm_frames_total(void)
 	return usm_inst->nframes;
 }
 
+/* Frames held now: taken from the table and not given back. */
+static uint64_t frames_used(const struct usm_instance *inst)
+{
+	return inst->next_fresh - inst->nfree;
+}
+
 uint64_t usm_frames_free(void)
 {
-	return usm_inst->nfree + (usm_inst->nframes - usm_inst->next_fresh);
+	uint64_t used = frames_used(usm_inst);
+
+	return usm_inst->cap > used ? usm_inst->cap - used : 0;
 }
 
 unsigned usm_budget_used_pct(void)
 {
-	uint64_t used = usm_inst->nframes - usm_frames_free();
-
-	return (unsigned)(used * 100 / usm_inst->nframes);
+	return (unsigned)(frames_used(usm_inst) * 100 / usm_inst->nframes);
 }
 
 static struct usm_page *pop_frame(struct usm_instance *inst)
 {
 	struct usm_page *pg;
 
+	if (frames_used(inst) >= inst->cap)
+		return NULL;
 	if (inst->nfree)
 		pg = &inst->frames[inst->free_stack[--inst->nfree]];
 	else if (inst->next_fresh < inst->nframes)

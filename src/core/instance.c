@@ -5,6 +5,7 @@
  * running on its own.
  */
 #include "core/instance.h"
+#include "mech/rawsys.h"
 #include "mech/uffd.h"
 
 #include <errno.h>
@@ -77,6 +78,13 @@ static int init_policies(char *err, size_t errlen)
 int usm_instance_create(struct usm_instance **out, const char *name,
 			struct usm_config *cfg, char *err, size_t errlen)
 {
+	return usm_instance_create_host(out, name, cfg, NULL, err, errlen);
+}
+
+int usm_instance_create_host(struct usm_instance **out, const char *name,
+			     struct usm_config *cfg, const struct usm_inline_host *host,
+			     char *err, size_t errlen)
+{
 	struct usm_instance *inst;
 
 	if (usm_inst) {
@@ -107,14 +115,16 @@ int usm_instance_create(struct usm_instance **out, const char *name,
 	usm_inst = inst;
 	/* Zero source for every resolve: PROT_READ, so nothing can ever
 	 * dirty it and hand one process's data to another. */
-	inst->zero = mmap(NULL, USM_MAX_BATCH * inst->cfg.page_size, PROT_READ,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (inst->zero == MAP_FAILED || usm_frames_init(inst)) {
+	inst->zero = raw_map(USM_MAX_BATCH * inst->cfg.page_size, PROT_READ);
+	if (!inst->zero || usm_frames_init(inst)) {
 		snprintf(err, errlen, "cannot map the frame table for %llu MiB",
 			 (unsigned long long)inst->cfg.memory_mib);
 		goto fail;
 	}
-	if (init_policies(err, errlen) || usm_control_open(inst, err, errlen))
+	inst->host = host;
+	if (host)
+		inst->cap = 0;          /* frames arrive by lease */
+	if (init_policies(err, errlen) || (!host && usm_control_open(inst, err, errlen)))
 		goto fail;
 	*out = inst;
 	return 0;
@@ -164,8 +174,8 @@ void usm_instance_destroy(struct usm_instance *inst)
 		p->initialised = 0;
 	}
 	usm_frames_fini(inst);
-	if (inst->zero && inst->zero != MAP_FAILED)
-		munmap(inst->zero, USM_MAX_BATCH * inst->cfg.page_size);
+	if (inst->zero)
+		raw_unmap(inst->zero, USM_MAX_BATCH * inst->cfg.page_size);
 	free(inst->history);
 	usm_config_free(&inst->cfg);
 	pthread_mutex_destroy(&inst->lock);

@@ -18,6 +18,7 @@
 
 #include <usm/usm.h>
 #include "core/config.h"
+#include "core/inline.h"
 #include "core/pagemap.h"
 #include "core/registry.h"
 #include "core/stats.h"
@@ -29,7 +30,7 @@
 struct usm_worker;
 
 /* What an epoll event refers to. */
-enum usm_watch_kind { WATCH_UFFD, WATCH_SOCK, WATCH_PIDFD, WATCH_WAKE };
+enum usm_watch_kind { WATCH_UFFD, WATCH_SOCK, WATCH_PIDFD, WATCH_WAKE, WATCH_RPC };
 
 struct usm_watch {
 	enum usm_watch_kind kind;
@@ -44,19 +45,29 @@ struct usm_process {
 	int maps_fd;                      /* /proc/<pid>/maps, for VMA bounds */
 	uint64_t vma_lo, vma_hi;          /* last VMA learnt (0, 0: none) */
 	struct usm_policy *policy;        /* NULL: follow the instance default */
+	const struct usm_cfg_process *cfgline;   /* its `process alloc` line */
 	void *priv;
 	struct usm_pagemap pm;
 	struct usm_counters c;
 	struct usm_hist lat;
 	uint64_t attached_ns;
 	uint64_t rss_anon_peak, usm_at_peak;
+	bool track_bloat;                 /* usm_process_track_bloat() */
+	bool want_pool;                   /* usm_process_want_huge() */
+	struct usm_thp_pool *pool;        /* its 2 MiB page pool, once ready */
+	_Atomic uint64_t bloat_pages;     /* last sample */
 	bool killed;                      /* OOM sent SIGKILL */
 	bool warned_oom;
 	bool exiting;                     /* usm_process_exit called (policy lock) */
 	bool dead;                        /* torn down; waiting to be freed */
+	bool inline_host;                 /* faults handled in the process */
+	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
+	struct usm_list_head leased;      /* inline: frames lent to it */
+	uint64_t nleased;
 	struct usm_worker *worker;
-	struct usm_watch w_uffd, w_sock, w_pidfd;
+	struct usm_watch w_uffd, w_sock, w_pidfd, w_rpc;
 	struct usm_list_head link;        /* inst->procs, under procs_lock */
+	struct usm_list_head inbox_link;  /* worker->inbox, until it watches p */
 };
 
 /* A fault waiting for frames (oom wait / kill). */
@@ -73,11 +84,14 @@ struct usm_worker {
 	int epfd;
 	int wakefd;                        /* eventfd: stop, or frames freed */
 	struct usm_watch w_wake;
+	pthread_mutex_t inbox_lock;        /* processes handed over, not yet watched */
+	struct usm_list_head inbox;
 	struct usm_pending *pending;
 	size_t npending, cap_pending;
 	/* The resolve plan of the ALLOC event being handled. */
 	uint64_t plan_vaddr;
 	unsigned plan_n;
+	bool plan_huge;                    /* usm_resolve_huge */
 	struct usm_page *plan[USM_MAX_BATCH];
 };
 
@@ -89,6 +103,8 @@ struct usm_instance {
 	/* frames */
 	struct usm_page *frames;
 	uint64_t nframes, nfree, next_fresh;
+	uint64_t cap;                     /* frames this host may hold: nframes,
+					   * or what the in-process host leased */
 	uint64_t *free_stack;
 
 	struct usm_policy *default_policy;
@@ -111,6 +127,7 @@ struct usm_instance {
 	_Atomic bool stopping;
 	uint64_t start_ns;
 	void *zero;                       /* USM_MAX_BATCH zero pages, read-only */
+	const struct usm_inline_host *host;   /* in-process host, else NULL */
 };
 
 extern struct usm_instance *usm_inst;
@@ -118,6 +135,10 @@ extern struct usm_instance *usm_inst;
 /* instance.c */
 int usm_instance_create(struct usm_instance **out, const char *name,
 			struct usm_config *cfg, char *err, size_t errlen);
+/* An instance inside a managed process: no socket, no workers. */
+int usm_instance_create_host(struct usm_instance **out, const char *name,
+			     struct usm_config *cfg, const struct usm_inline_host *host,
+			     char *err, size_t errlen);
 int usm_instance_run(struct usm_instance *inst);   /* until stopped */
 void usm_instance_stop(struct usm_instance *inst);
 void usm_instance_destroy(struct usm_instance *inst);
@@ -137,10 +158,39 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *h,
 			   struct usm_stat_counters *out);
 
-/* fault.c: event handling on a worker */
+/* fault.c: event handling on a worker (or a faulting thread, inline) */
+enum usm_fault_result {
+	USM_FAULT_DONE,      /* the faulting page is mapped */
+	USM_FAULT_RETRY,     /* not now: no frame yet, or events to read first */
+	USM_FAULT_FAILED,    /* cannot be mapped: no such registered mapping */
+};
+enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
+					uint64_t addr, uint32_t flags, uint32_t tid);
+void usm_fault_record_latency(struct usm_process *p, uint64_t t0);
+void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
+		    uint64_t end, bool unmap);
+void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
+		     uint64_t to, uint64_t len);
 void usm_handle_uffd(struct usm_worker *w, struct usm_process *p);
 void usm_retry_pending(struct usm_worker *w);
 void usm_drop_pending(struct usm_worker *w, struct usm_process *p);
+
+/* huge.c */
+enum usm_fault_result;
+bool usm_huge_move(struct usm_process *p, uint64_t dst);
+void usm_pool_attach(struct usm_process *p, int memfd);
+void usm_pool_detach(struct usm_process *p);
+
+/* bloat.c */
+/* Sum Rss - Referenced over pid's registered mappings, in pages. */
+int usm_bloat_sample(pid_t pid, uint64_t *pages);
+
+/* inline_rpc.c: the daemon's side of the in-process host */
+int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
+			  char *err, size_t errlen);
+void usm_inline_serve_rpc(struct usm_process *p);
+void usm_inline_release(struct usm_process *p);
+int usm_inline_send_config(struct usm_process *p);
 
 /* worker.c */
 int usm_workers_start(struct usm_instance *inst);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "core/pagemap.h"
+#include "mech/rawsys.h"
 
-#include <stdlib.h>
+#include <stdatomic.h>
+#include <string.h>
 
 #define LEVELS      4
 #define BITS        9
@@ -11,6 +13,49 @@
 struct node {
 	void *slot[FANOUT];
 };
+
+/*
+ * Nodes come from a pool mapped with raw syscalls rather than malloc: the
+ * in-process host updates pagemaps inside its SIGBUS handler, where malloc
+ * is off limits and where memory that libc maps (and the agent registers)
+ * could itself fault.
+ */
+#define POOL_CHUNK (2u << 20)
+
+static struct node *free_nodes;
+static atomic_flag pool_lock = ATOMIC_FLAG_INIT;
+
+static struct node *node_alloc(void)
+{
+	struct node *n;
+
+	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
+		;
+	if (!free_nodes) {
+		char *chunk = raw_map(POOL_CHUNK, PROT_READ | PROT_WRITE);
+		for (size_t off = 0; chunk && off < POOL_CHUNK; off += sizeof(struct node)) {
+			struct node *f = (struct node *)(chunk + off);
+			f->slot[0] = free_nodes;
+			free_nodes = f;
+		}
+	}
+	n = free_nodes;
+	if (n)
+		free_nodes = n->slot[0];
+	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+	if (n)
+		memset(n, 0, sizeof(*n));
+	return n;
+}
+
+static void node_free(struct node *n)
+{
+	while (atomic_flag_test_and_set_explicit(&pool_lock, memory_order_acquire))
+		;
+	n->slot[0] = free_nodes;
+	free_nodes = n;
+	atomic_flag_clear_explicit(&pool_lock, memory_order_release);
+}
 
 static unsigned index_at(uint64_t vaddr, int level)
 {
@@ -53,7 +98,7 @@ int usm_pagemap_set(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *pg)
 	}
 	for (int level = 0; level < LEVELS; level++) {
 		if (!*slot) {
-			*slot = calloc(1, sizeof(struct node));
+			*slot = node_alloc();
 			if (!*slot)
 				return -1;
 			pm->nodes++;
@@ -119,7 +164,7 @@ static void destroy(struct node *n, int level)
 		for (unsigned i = 0; i < FANOUT; i++)
 			if (n->slot[i])
 				destroy(n->slot[i], level + 1);
-	free(n);
+	node_free(n);
 }
 
 void usm_pagemap_destroy(struct usm_pagemap *pm)

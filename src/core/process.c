@@ -71,15 +71,21 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	p->pid = h->pid;
 	memcpy(p->comm, h->comm, sizeof(p->comm));
 	p->comm[sizeof(p->comm) - 1] = '\0';
+	p->cfgline = usm_config_process_for(&inst->cfg, p->comm);
 	p->priority = usm_config_priority_for(&inst->cfg, p->comm);
 	p->uffd = uffd;
 	p->sock = sock;
 	p->attached_ns = usm_now_ns();
 	usm_pagemap_init(&p->pm);
 	usm_list_init(&p->link);
+	usm_list_init(&p->inbox_link);
 	p->w_uffd = (struct usm_watch){ WATCH_UFFD, p };
 	p->w_sock = (struct usm_watch){ WATCH_SOCK, p };
 	p->w_pidfd = (struct usm_watch){ WATCH_PIDFD, p };
+	p->w_rpc = (struct usm_watch){ WATCH_RPC, p };
+	p->rpc_sock = -1;
+	p->inline_host = (h->flags & USM_HELLO_INLINE) != 0;
+	usm_list_init(&p->leased);
 
 	pthread_mutex_lock(&inst->lock);
 	struct usm_policy *pol = usm_instance_policy_of(p);
@@ -109,6 +115,7 @@ void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *
 	o->oom_events = usm_read(&c->oom_events);
 	o->kernel_pages = usm_read(&c->kernel_pages);
 	o->eexist = usm_read(&c->eexist);
+	o->huge_pages = usm_read(&c->huge_pages);
 	o->lat_p50_ns = usm_hist_quantile(h, 0.50);
 	o->lat_p99_ns = usm_hist_quantile(h, 0.99);
 	o->lat_max_ns = usm_hist_quantile(h, 1.0);
@@ -119,6 +126,7 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 	memset(out, 0, sizeof(*out));
 	out->pid = p->pid;
 	out->alive = !p->dead;
+	out->inline_host = p->inline_host;
 	memcpy(out->comm, p->comm, sizeof(out->comm));
 	/* A process without its own policy follows the instance default. */
 	snprintf(out->policy, sizeof(out->policy), "%s",
@@ -127,6 +135,7 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 	usm_counters_snapshot(&p->c, &p->lat, &out->c);
 	out->c.rss_anon_peak_pages = p->rss_anon_peak;
 	out->c.usm_pages_at_peak = p->usm_at_peak;
+	out->c.bloat_pages = usm_read(&p->bloat_pages);
 }
 
 static void release_all_cb(uint64_t va, struct usm_page *pg, void *arg)
@@ -177,6 +186,10 @@ void usm_process_teardown(struct usm_process *p)
 		pol->ops->usm_process_exit(p);
 	usm_pagemap_walk(&p->pm, 0, UINT64_MAX, release_all_cb, p);
 	usm_pagemap_destroy(&p->pm);
+	usm_inline_release(p);
+	usm_pool_detach(p);
+	if (p->inline_host)         /* its last push predates the exit */
+		atomic_store_explicit(&p->c.frames_in_use, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&inst->lock);
 
 	close(p->uffd);
@@ -225,6 +238,43 @@ void *usm_process_priv(const struct usm_process *p)
 void usm_process_set_priv(struct usm_process *p, void *priv)
 {
 	p->priv = priv;
+}
+
+const char *usm_process_param(const struct usm_process *p, const char *key)
+{
+	const struct usm_cfg_process *line = p->cfgline;
+	const char *policy = usm_instance_policy_of((struct usm_process *)p)->name;
+	char full[96];
+
+	if (line && !strcmp(line->policy, policy))
+		for (unsigned i = 0; i < line->nparams; i++)
+			if (!strcmp(line->params[i].key, key))
+				return line->params[i].value;
+	snprintf(full, sizeof(full), "%s.%s", policy, key);
+	return usm_config_get(full);
+}
+
+long long usm_process_param_int(const struct usm_process *p, const char *key,
+				long long def, int *err)
+{
+	const char *v = usm_process_param(p, key);
+	char *end;
+	long long n;
+
+	if (err)
+		*err = 0;
+	if (!v)
+		return def;
+	errno = 0;
+	n = strtoll(v, &end, 0);
+	if (errno || end == v || *end) {
+		usm_log(USM_LOG_ERROR, "pid %d: parameter %s=%s is not a whole number",
+			p->pid, key, v);
+		if (err)
+			*err = 1;
+		return def;
+	}
+	return n;
 }
 
 int usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg)
@@ -290,6 +340,12 @@ enum usm_oom_action usm_oom_default(struct usm_event *ev)
 	struct usm_process *p = ev->origin;
 	struct victim_search vs = { NULL };
 
+	/* In the process itself: the instance picks the victim among all its
+	 * processes; this thread waits for frames. */
+	if (usm_inst->host && usm_inst->cfg.oom != USM_OOM_KERNEL) {
+		usm_inst->host->oom();
+		return USM_OOM_WAIT;
+	}
 	switch (usm_inst->cfg.oom) {
 	case USM_OOM_KERNEL:
 		if (!p->warned_oom) {

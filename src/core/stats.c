@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "core/stats.h"
+#include "ipc/proto.h"
+
+_Static_assert(USM_HIST_BUCKETS == USM_HIST_SLOTS, "histogram size on the wire");
 
 #include <time.h>
 

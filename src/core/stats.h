@@ -37,6 +37,7 @@ struct usm_counters {
 	_Atomic uint64_t oom_events;      /* faults that found no frame */
 	_Atomic uint64_t kernel_pages;    /* pages handed to the kernel by OOM */
 	_Atomic uint64_t eexist;          /* pages found already present */
+	_Atomic uint64_t huge_pages;      /* 2 MiB pages mapped whole (PMD) */
 };
 
 static inline void usm_count(_Atomic uint64_t *c, uint64_t n)

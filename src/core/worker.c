@@ -22,20 +22,31 @@
 
 static void answer_agent(struct usm_process *p)
 {
+	union {
+		struct usm_msg m;
+		struct usm_msg_pool_ready pool;
+	} u;
 	struct usm_msg m;
 	int fd;
-	ssize_t n = usm_sock_recv(p->sock, &m, sizeof(m), &fd);
+	ssize_t n = usm_sock_recv(p->sock, &u, sizeof(u), &fd);
 	const char *bad;
 
-	if (fd >= 0)
-		close(fd);
 	if (n <= 0) {
 		/* EOF: the process exited or exec'd (the socket is CLOEXEC). */
+		if (fd >= 0)
+			close(fd);
 		usm_process_teardown(p);
 		return;
 	}
-	bad = usm_msg_check(&m, (size_t)n);
-	if (bad || m.type != USM_MSG_PING) {
+	bad = usm_msg_check(&u, (size_t)n);
+	if (!bad && u.m.type == USM_MSG_POOL_READY && fd >= 0) {
+		usm_pool_attach(p, fd);
+		close(fd);
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (bad || u.m.type != USM_MSG_PING) {
 		usm_log(USM_LOG_WARN, "pid %d: bad message from agent: %s", p->pid,
 			bad ? bad : "unexpected type");
 		return;
@@ -71,6 +82,30 @@ static void handle_event(struct usm_worker *w, struct usm_watch *watch)
 	case WATCH_WAKE:
 		drain_wakefd(w);
 		break;
+	case WATCH_RPC:
+		usm_inline_serve_rpc(p);
+		break;
+	}
+}
+
+static bool watch_process(struct usm_worker *w, struct usm_process *p);
+
+static void take_inbox(struct usm_worker *w)
+{
+	struct usm_list_head *pos, *tmp, in;
+
+	usm_list_init(&in);
+	pthread_mutex_lock(&w->inbox_lock);
+	usm_list_for_each_safe(pos, tmp, &w->inbox)
+		usm_list_move_tail(pos, &in);
+	pthread_mutex_unlock(&w->inbox_lock);
+	usm_list_for_each_safe(pos, tmp, &in) {
+		struct usm_process *p = usm_list_entry(pos, struct usm_process, inbox_link);
+		usm_list_del(pos);
+		if (!watch_process(w, p)) {
+			usm_process_teardown(p);
+			free(p);
+		}
 	}
 }
 
@@ -107,6 +142,7 @@ static void *worker_main(void *arg)
 				dead[ndead++] = p;
 		}
 		free_dead(dead, ndead);
+		take_inbox(w);
 		if (w->npending)
 			usm_retry_pending(w);
 	}
@@ -127,22 +163,36 @@ static int watch_add(int epfd, int fd, struct usm_watch *watch)
  * not undone here: p's socket is shut down and w tears p down on its own
  * thread when it sees the EOF.
  */
+/*
+ * Hand p to w.  The worker itself starts watching p's descriptors (see
+ * take_inbox): once one is watched an event may tear p down, so no other
+ * thread may touch p after handing it over.
+ */
 int usm_worker_adopt(struct usm_worker *w, struct usm_process *p)
+{
+	p->worker = w;
+	pthread_mutex_lock(&w->inbox_lock);
+	usm_list_add_tail(&p->inbox_link, &w->inbox);
+	pthread_mutex_unlock(&w->inbox_lock);
+	usm_worker_kick(w);
+	return 0;
+}
+
+/* On the worker: watch the processes handed over; false if p failed. */
+static bool watch_process(struct usm_worker *w, struct usm_process *p)
 {
 	int rc;
 
-	p->worker = w;
-	if ((rc = watch_add(w->epfd, p->sock, &p->w_sock))) {
-		p->worker = NULL;
-		return rc;
-	}
-	if ((rc = watch_add(w->epfd, p->pidfd, &p->w_pidfd)) ||
-	    (rc = watch_add(w->epfd, p->uffd, &p->w_uffd))) {
+	/* An in-process host reads its own userfaultfd (SIGBUS mode: there
+	 * are no messages); we only watch its socket and its exit. */
+	if ((rc = watch_add(w->epfd, p->sock, &p->w_sock)) ||
+	    (rc = watch_add(w->epfd, p->pidfd, &p->w_pidfd)) ||
+	    (!p->inline_host && (rc = watch_add(w->epfd, p->uffd, &p->w_uffd)))) {
 		usm_log(USM_LOG_ERROR, "pid %d: cannot watch its descriptors: %s",
 			p->pid, strerror(-rc));
-		shutdown(p->sock, SHUT_RDWR);
+		return false;
 	}
-	return 0;
+	return true;
 }
 
 void usm_worker_kick(struct usm_worker *w)
@@ -162,6 +212,8 @@ static int worker_init(struct usm_instance *inst, struct usm_worker *w, unsigned
 	if (w->epfd < 0 || w->wakefd < 0)
 		return -errno;
 	w->w_wake = (struct usm_watch){ WATCH_WAKE, NULL };
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	usm_list_init(&w->inbox);
 	return watch_add(w->epfd, w->wakefd, &w->w_wake);
 }
 

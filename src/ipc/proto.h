@@ -11,12 +11,13 @@
 #ifndef USM_IPC_PROTO_H
 #define USM_IPC_PROTO_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #define USM_PROTO_MAGIC   0x314d5355u   /* "USM1" */
-#define USM_PROTO_VERSION 1
+#define USM_PROTO_VERSION 2
 
 enum usm_msg_type {
 	USM_MSG_HELLO = 1,     /* agent -> daemon, + uffd */
@@ -26,6 +27,14 @@ enum usm_msg_type {
 	USM_MSG_STATS,         /* cli -> daemon */
 	USM_MSG_STATS_REPLY,
 	USM_MSG_SHUTDOWN,      /* cli -> daemon: stop the instance */
+	/* The in-process host (usm run --inline): */
+	USM_MSG_INLINE_CONFIG, /* daemon -> agent after ACK: config text */
+	USM_MSG_ATTACH_RPC,    /* agent -> daemon, on a second connection */
+	USM_MSG_LEASE,         /* agent -> daemon: take (or give back) frames */
+	USM_MSG_LEASE_REPLY,
+	USM_MSG_OOM,           /* agent -> daemon: budget exhausted, decide */
+	USM_MSG_STATS_PUSH,    /* agent -> daemon: the process's counters */
+	USM_MSG_POOL_READY,    /* agent -> daemon, + the pool's memfd */
 };
 
 struct usm_msg {
@@ -37,6 +46,10 @@ struct usm_msg {
 };
 
 #define USM_HELLO_FORKED  (1u << 0)   /* sent from a fork child */
+#define USM_HELLO_INLINE  (1u << 1)   /* faults are handled in the process */
+
+/* ACK status asking the agent to attach again with USM_HELLO_INLINE. */
+#define USM_ACK_GO_INLINE 1
 
 struct usm_msg_hello {
 	struct usm_msg h;
@@ -49,26 +62,56 @@ struct usm_msg_hello {
 	char policy[32];            /* requested policy, "" for the config's */
 };
 
+#define USM_ACK_WANT_POOL (1u << 0)   /* HELLO's ACK: set up the 2 MiB pool */
+
 struct usm_msg_ack {
 	struct usm_msg h;
 	int32_t status;             /* 0 or -errno */
-	uint32_t reserved;
+	uint32_t flags;             /* USM_ACK_* */
 	char error[224];
+};
+
+#define USM_INLINE_CONFIG_MAX 8192
+
+/* The config lines the in-process host needs, as config-file text. */
+struct usm_msg_inline_config {
+	struct usm_msg h;
+	char text[USM_INLINE_CONFIG_MAX];
+};
+
+struct usm_msg_attach_rpc {
+	struct usm_msg h;
+	int32_t pid;
+	uint32_t reserved;
+};
+
+struct usm_msg_lease {
+	struct usm_msg h;
+	int64_t delta;              /* > 0: frames wanted; < 0: given back */
+};
+
+struct usm_msg_lease_reply {
+	struct usm_msg h;
+	int64_t granted;            /* frames now added (or taken back) */
+	uint64_t instance_free;
 };
 
 /* Counters as sent to the CLI (see core/stats.h for their meaning). */
 struct usm_stat_counters {
 	uint64_t faults, pages_mapped, frames_in_use, frames_peak;
 	uint64_t ev_remove, ev_unmap, ev_remap, pages_freed;
-	uint64_t oom_events, kernel_pages, eexist;
+	uint64_t oom_events, kernel_pages, eexist, huge_pages;
 	uint64_t lat_p50_ns, lat_p99_ns, lat_max_ns;
 	uint64_t rss_anon_peak_pages;   /* largest RssAnon seen (procs only) */
 	uint64_t usm_pages_at_peak;     /* frames held at that moment */
+	uint64_t bloat_pages;           /* mapped ahead, never touched (sampled) */
 };
 
 struct usm_stat_proc {
 	int32_t pid;
 	uint32_t alive;
+	uint32_t inline_host;           /* faults handled in the process */
+	uint32_t reserved;
 	char comm[16];
 	char policy[32];
 	uint64_t attached_ns;           /* uptime of the attachment */
@@ -91,6 +134,14 @@ struct usm_stat_instance {
 	struct usm_stat_counters c;     /* instance totals (incl. exited) */
 };
 
+#define USM_HIST_SLOTS 168          /* = USM_HIST_BUCKETS (core/stats.h) */
+
+struct usm_msg_stats_push {
+	struct usm_msg h;
+	struct usm_stat_counters c;
+	uint64_t hist[USM_HIST_SLOTS];
+};
+
 struct usm_msg_stats_reply {
 	struct usm_msg h;
 	struct usm_stat_instance inst;
@@ -98,6 +149,46 @@ struct usm_msg_stats_reply {
 };
 
 #define USM_STATS_MAX_PROCS 512
+
+/*
+ * The 2 MiB page pool.  The agent keeps `nslots` aligned 2 MiB slots of a
+ * staging mapping filled with zeroed transparent huge pages (a write of 0
+ * into each faults one in); whoever resolves faults moves a READY slot
+ * into place with UFFDIO_MOVE, which keeps it PMD-mapped, marks it EMPTY
+ * and bumps `kick` (a futex the agent's refill thread sleeps on).  This
+ * header lives in a memfd both sides map.
+ *
+ * UFFDIO_MOVE only works from inside the process (the kernel refuses it
+ * through another process's userfaultfd), so the daemon host queues the
+ * destination in `req` instead and the agent's thread moves the page and
+ * wakes the faulting thread; it falls back to zeroed 4 KiB pages if no
+ * huge page can be had.  `moved` and `fallback` count the outcomes.
+ */
+#define USM_POOL_MAGIC 0x4c4f4f50u        /* "POOL" */
+#define USM_POOL_SLOTS 4
+#define USM_POOL_SLOT_SIZE (2ull << 20)
+#define USM_POOL_REQS 64
+
+enum { USM_SLOT_EMPTY = 0, USM_SLOT_READY, USM_SLOT_TAKEN };
+
+struct usm_thp_pool {
+	uint32_t magic;
+	uint32_t nslots;
+	uint64_t base;                    /* staging address in the process */
+	_Atomic uint32_t kick;            /* futex: bumped when a slot empties */
+	_Atomic uint32_t state[USM_POOL_SLOTS];
+	_Atomic uint64_t req_head;        /* written by the daemon */
+	_Atomic uint64_t req_tail;        /* written by the agent */
+	uint64_t req[USM_POOL_REQS];      /* 2 MiB destinations to fill */
+	_Atomic uint64_t moved, fallback;
+};
+
+struct usm_msg_pool_ready {
+	struct usm_msg h;
+	uint64_t base;
+	uint32_t nslots;
+	uint32_t reserved;
+};
 
 /* ---- socket helpers (ipc/sock.c) ---------------------------------- */
 

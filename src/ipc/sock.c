@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "ipc/proto.h"
 
+#include <stdatomic.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,13 @@ static size_t expected_size(uint16_t type)
 	case USM_MSG_STATS:
 	case USM_MSG_SHUTDOWN: return sizeof(struct usm_msg);
 	case USM_MSG_STATS_REPLY: return sizeof(struct usm_msg_stats_reply);
+	case USM_MSG_INLINE_CONFIG: return sizeof(struct usm_msg_inline_config);
+	case USM_MSG_ATTACH_RPC: return sizeof(struct usm_msg_attach_rpc);
+	case USM_MSG_LEASE:    return sizeof(struct usm_msg_lease);
+	case USM_MSG_LEASE_REPLY: return sizeof(struct usm_msg_lease_reply);
+	case USM_MSG_OOM:      return sizeof(struct usm_msg);
+	case USM_MSG_STATS_PUSH: return sizeof(struct usm_msg_stats_push);
+	case USM_MSG_POOL_READY: return sizeof(struct usm_msg_pool_ready);
 	default:               return 0;
 	}
 }

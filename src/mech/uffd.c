@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "mech/uffd.h"
+#include "mech/rawsys.h"
+
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -118,13 +121,19 @@ int usm_uffd_unregister(int fd, uint64_t start, uint64_t len)
 int usm_uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len,
 		  uint64_t *done)
 {
+	return usm_uffd_copy_mode(fd, dst, src, len, 0, done);
+}
+
+int usm_uffd_copy_mode(int fd, uint64_t dst, const void *src, uint64_t len,
+		       uint64_t mode, uint64_t *done)
+{
 	*done = 0;
 	while (*done < len) {
 		struct uffdio_copy c = {
 			.dst = dst + *done,
 			.src = (uint64_t)(uintptr_t)src + *done,
 			.len = len - *done,
-			.mode = 0,
+			.mode = mode,
 		};
 		int rc = ioctl(fd, UFFDIO_COPY, &c);
 		int err = errno;
@@ -244,4 +253,40 @@ int usm_vma_query(int maps_fd, uint64_t addr, uint64_t *start, uint64_t *end)
 	if (errno == ENOENT)
 		return -ENOENT;
 	return vma_scan(maps_fd, addr, start, end);
+}
+
+/* ---- access tracking ------------------------------------------------- */
+
+int usm_mem_cold(int pidfd, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	struct iovec iov[2];
+	int n = 0;
+	long r;
+
+	if (alen)
+		iov[n++] = (struct iovec){ (void *)(uintptr_t)a, alen };
+	if (blen)
+		iov[n++] = (struct iovec){ (void *)(uintptr_t)b, blen };
+	if (!n)
+		return 0;
+	/* A raw syscall: in the in-process host, libc's would be trapped. */
+	r = raw_syscall6(SYS_process_madvise, pidfd, (long)iov, n, MADV_COLD, 0, 0);
+	return raw_is_error(r) ? (int)r : 0;
+}
+
+#ifndef UFFDIO_MOVE
+struct uffdio_move {
+	uint64_t dst, src, len, mode;
+	int64_t move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
+#endif
+
+int usm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t *done)
+{
+	struct uffdio_move m = { .dst = dst, .src = src, .len = len, .mode = 0 };
+	int rc = ioctl(fd, UFFDIO_MOVE, &m);
+
+	*done = m.move > 0 ? (uint64_t)m.move : 0;
+	return rc < 0 ? -errno : 0;
 }

@@ -35,7 +35,7 @@
  * so UFFD_FEATURE_EVENT_FORK is deliberately not requested. */
 #define USM_UFFD_REQUIRED (UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | \
 			   UFFD_FEATURE_EVENT_UNMAP)
-#define USM_UFFD_WANTED   (USM_UFFD_REQUIRED | UFFD_FEATURE_THREAD_ID)
+#define USM_UFFD_WANTED   (USM_UFFD_REQUIRED | UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MOVE)
 
 /*
  * Create a userfaultfd (O_CLOEXEC | O_NONBLOCK): the syscall first, then
@@ -71,6 +71,9 @@ int usm_uffd_unregister(int fd, uint64_t start, uint64_t len);
  */
 int usm_uffd_copy(int fd, uint64_t dst, const void *src, uint64_t len,
 		  uint64_t *done);
+/* The same with UFFDIO_COPY_MODE_* flags (DONTWAKE: wake with usm_uffd_wake). */
+int usm_uffd_copy_mode(int fd, uint64_t dst, const void *src, uint64_t len,
+		       uint64_t mode, uint64_t *done);
 /* UFFDIO_ZEROPAGE: map the shared zero page; a later write is a kernel COW. */
 int usm_uffd_zeropage(int fd, uint64_t dst, uint64_t len, uint64_t *done);
 /* Wake threads waiting on [start, start + len). */
@@ -90,5 +93,21 @@ int usm_uffd_read(int fd, struct uffd_msg *msgs, int n);
  * clipped to it.
  */
 int usm_vma_query(int maps_fd, uint64_t addr, uint64_t *start, uint64_t *end);
+
+/*
+ * Clear the accessed bit of [a, a + alen) and [b, b + blen) of the process
+ * behind pidfd (process_madvise MADV_COLD), so that a later look at smaps'
+ * Referenced tells which of those pages were touched.  Empty ranges are
+ * skipped.  0 or -errno.
+ */
+int usm_mem_cold(int pidfd, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen);
+
+/*
+ * UFFDIO_MOVE len bytes from src to dst, both in the process behind fd
+ * (dst registered, missing).  A PMD-mapped 2 MiB page stays one.  *done
+ * gets the bytes moved, also on error.  0 or -errno (-EINVAL: the kernel
+ * has no UFFDIO_MOVE, or it was not enabled).
+ */
+int usm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t *done);
 
 #endif /* USM_MECH_UFFD_H */

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * policies/fhp_adaptive.c - flexible huge pages that size themselves.
+ *
+ * The first fault in an aligned region maps only `min_pages` around it
+ * (default 1): a process that touches one page per region pays nothing
+ * extra.  Once a region has `need` pages mapped already, it is in use
+ * densely (sequential, strided or random but complete, it does not
+ * matter) and the next fault maps the whole missing run of the region,
+ * up to `max_pages` (default 512, 2 MiB).  Dense patterns so cost about
+ * two faults per region, like a fixed 2 MiB window, and sparse ones one
+ * small page each.
+ *
+ * The bloat bound: the framework measures the pages mapped ahead that
+ * were never touched (usm_process_bloat_pages).  While they exceed
+ * `bloat_pct` (default 10) percent of the process's frames, `need`
+ * doubles (the policy waits for more evidence before filling a region);
+ * when bloat falls under half the bound, `need` halves back.
+ *
+ * Parameters per process (`process alloc <comm> fhp_adaptive max_pages=256`)
+ * or instance-wide (`set fhp_adaptive.max_pages 256`).
+ */
+#include <stdlib.h>
+#include <usm/usm.h>
+
+struct adaptive {
+	unsigned min_pages, max_pages, bloat_pct;
+	unsigned need;               /* mapped pages that make a region dense */
+};
+
+static USM_LIST_HEAD(mapped);
+
+static unsigned pow2_param(struct usm_process *p, const char *key, unsigned def)
+{
+	int err;
+	long long v = usm_process_param_int(p, key, def, &err);
+
+	if (err || v < 1 || v > 512 || (v & (v - 1))) {
+		usm_log(USM_LOG_ERROR, "fhp_adaptive: %s must be a power of two from 1 to 512, "
+			"got %lld; using %u", key, v, def);
+		return def;
+	}
+	return (unsigned)v;
+}
+
+static int adaptive_new_process(struct usm_process *p)
+{
+	struct adaptive *a = calloc(1, sizeof(*a));
+	int err;
+
+	if (!a)
+		return USM_ENOMEM;
+	a->min_pages = pow2_param(p, "min_pages", 1);
+	a->max_pages = pow2_param(p, "max_pages", 512);
+	a->bloat_pct = (unsigned)usm_process_param_int(p, "bloat_pct", 10, &err);
+	if (err || a->bloat_pct > 100)
+		a->bloat_pct = 10;
+	a->need = 1;
+	usm_process_set_priv(p, a);
+	usm_process_track_bloat(p);
+	return USM_OK;
+}
+
+static int adaptive_process_exit(struct usm_process *p)
+{
+	free(usm_process_priv(p));
+	usm_process_set_priv(p, NULL);
+	return USM_OK;
+}
+
+/* Follow the measured bloat: demand more density while it is high. */
+static void bound_bloat(struct adaptive *a, struct usm_process *p)
+{
+	uint64_t frames = usm_process_frames(p), bloat = usm_process_bloat_pages(p);
+
+	if (!frames)
+		return;
+	if (bloat * 100 > (uint64_t)a->bloat_pct * frames && a->need < a->max_pages / 2)
+		a->need *= 2;
+	else if (bloat * 200 < (uint64_t)a->bloat_pct * frames && a->need > 1)
+		a->need /= 2;
+}
+
+static int adaptive_alloc(struct usm_event *ev)
+{
+	struct adaptive *a = usm_process_priv(ev->origin);
+	unsigned want;
+
+	if (!a)                      /* no state: behave like first_fit */
+		return usm_resolve_window(ev, 1, &mapped);
+	bound_bloat(a, ev->origin);
+	want = usm_window_mapped(ev, a->max_pages) >= a->need ? a->max_pages : a->min_pages;
+	return usm_resolve_window(ev, want, &mapped);
+}
+
+static int adaptive_pindex_free(struct usm_page *pg)
+{
+	usm_list_del(&pg->list);
+	return USM_OK;
+}
+
+static const struct usm_alloc_policy_ops adaptive_ops = {
+	.usm_new_process = adaptive_new_process,
+	.usm_process_exit = adaptive_process_exit,
+	.usm_alloc = adaptive_alloc,
+	.usm_pindex_free = adaptive_pindex_free,
+};
+
+__attribute__((constructor)) static void adaptive_register(void)
+{
+	usm_register_alloc_policy(&adaptive_ops, "fhp_adaptive", false);
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent/thp_pool.c - the 2 MiB page pool (see struct usm_thp_pool).
+ *
+ * Only the process itself can make the kernel give it a transparent huge
+ * page, and UFFDIO_MOVE only moves pages within one process.  So the agent
+ * keeps a few zeroed THPs ready in a staging mapping of its own (never
+ * registered), and the resolver, in the daemon or in this process, moves
+ * one into place when a policy maps a whole 2 MiB window: one ioctl, and
+ * the page stays PMD-mapped.  The refill runs off the fault path.
+ */
+#include "agent/agent.h"
+#include "ipc/proto.h"
+#include "mech/rawsys.h"
+#include "mech/uffd.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#define STACK_SIZE (128 * 1024)
+
+static struct usm_thp_pool *pool;
+static int pool_fd = -1;
+static void *zeros;                /* 2 MiB read-only zeros, for fallbacks */
+
+/* Fill every empty slot with zeroed memory, as huge pages where the
+ * kernel can (MADV_HUGEPAGE on the staging mapping). */
+static void refill(void)
+{
+	for (uint32_t i = 0; i < pool->nslots; i++) {
+		uint32_t st = atomic_load(&pool->state[i]);
+		long addr = (long)(pool->base + i * USM_POOL_SLOT_SIZE);
+
+		if (st != USM_SLOT_EMPTY)
+			continue;
+		if (raw_is_error(raw_syscall6(SYS_madvise, addr, (long)USM_POOL_SLOT_SIZE,
+					      MADV_POPULATE_WRITE, 0, 0, 0)))
+			continue;
+		atomic_store(&pool->state[i], USM_SLOT_READY);
+	}
+}
+
+static int take_ready(void)
+{
+	for (int round = 0; round < 2; round++) {
+		for (uint32_t i = 0; i < pool->nslots; i++) {
+			uint32_t ready = USM_SLOT_READY;
+			if (atomic_compare_exchange_strong(&pool->state[i], &ready, USM_SLOT_TAKEN))
+				return (int)i;
+		}
+		refill();               /* none ready: make one now */
+	}
+	return -1;
+}
+
+/* Fill one 2 MiB window the daemon asked for; the kernel wakes the
+ * faulting thread when the page lands. */
+static void fill(uint64_t dst)
+{
+	int slot = take_ready();
+	uint64_t done = 0;
+
+	if (slot >= 0) {
+		int rc = usm_uffd_move(agent.uffd, dst, pool->base + slot * USM_POOL_SLOT_SIZE,
+				       USM_POOL_SLOT_SIZE, &done);
+		atomic_store(&pool->state[slot], USM_SLOT_EMPTY);
+		if (!rc && done == USM_POOL_SLOT_SIZE) {
+			atomic_fetch_add(&pool->moved, 1);
+			return;
+		}
+	}
+	/* The rest as zeroed 4 KiB pages: the window must be mapped, its
+	 * frames are already counted. */
+	atomic_fetch_add(&pool->fallback, 1);
+	usm_uffd_copy(agent.uffd, dst + done, zeros, USM_POOL_SLOT_SIZE - done, &done);
+	usm_uffd_wake(agent.uffd, dst, USM_POOL_SLOT_SIZE);
+}
+
+static void serve_requests(void)
+{
+	uint64_t tail = atomic_load(&pool->req_tail);
+
+	while (tail != atomic_load(&pool->req_head)) {
+		if (atomic_load(&agent.state) == AGENT_ATTACHED)
+			fill(pool->req[tail % USM_POOL_REQS]);
+		atomic_store(&pool->req_tail, ++tail);
+	}
+}
+
+static void *refiller(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		uint32_t seen = atomic_load(&pool->kick);
+
+		serve_requests();
+		refill();
+		syscall(SYS_futex, &pool->kick, FUTEX_WAIT, seen, NULL, NULL, 0);
+	}
+	return NULL;
+}
+
+static int start_refiller(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	void *stack = raw_map(STACK_SIZE, PROT_READ | PROT_WRITE);
+	int rc;
+
+	if (!stack)
+		return -ENOMEM;
+	memset(stack, 0, STACK_SIZE);
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, stack, STACK_SIZE);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
+	sigdelset(&all, SIGBUS);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t, &attr, refiller, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
+/* A 2 MiB-aligned staging mapping of nslots slots, never registered. */
+static uint64_t map_staging(uint32_t nslots)
+{
+	uint64_t len = nslots * USM_POOL_SLOT_SIZE;
+	char *raw = raw_map(len + USM_POOL_SLOT_SIZE, PROT_READ | PROT_WRITE);
+	uint64_t base;
+
+	if (!raw)
+		return 0;
+	base = ((uint64_t)(uintptr_t)raw + USM_POOL_SLOT_SIZE - 1) & ~(USM_POOL_SLOT_SIZE - 1);
+	raw_syscall6(SYS_madvise, (long)base, (long)len, MADV_HUGEPAGE, 0, 0, 0);
+	return base;
+}
+
+int agent_pool_create(struct usm_thp_pool **out)
+{
+	int fd, rc;
+	void *hdr;
+
+	if (pool) {
+		*out = pool;
+		return pool_fd;
+	}
+	fd = (int)syscall(SYS_memfd_create, "usm-pool", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, 4096) < 0 ||
+	    (hdr = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	pool = hdr;
+	pool->magic = USM_POOL_MAGIC;
+	pool->nslots = USM_POOL_SLOTS;
+	pool->base = map_staging(USM_POOL_SLOTS);
+	zeros = raw_map(USM_POOL_SLOT_SIZE, PROT_READ);
+	if (!pool->base || !zeros || (rc = start_refiller()) < 0) {
+		munmap(hdr, 4096);
+		close(fd);
+		pool = NULL;
+		return -ENOMEM;
+	}
+	pool_fd = fd;
+	*out = pool;
+	return fd;
+}
+
+/* In a fork child: the slots are shared copy-on-write with the parent and
+ * the refill thread did not come along.  Start without a pool. */
+void agent_pool_forget(void)
+{
+	if (pool_fd >= 0)
+		close(pool_fd);
+	pool_fd = -1;
+	pool = NULL;
+}

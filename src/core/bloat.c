@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/bloat.c - how much of what USM mapped ahead was never touched.
+ *
+ * Pages mapped ahead of a fault get their accessed bit cleared (MADV_COLD,
+ * see map_plan); the hardware sets it again on the first access.  So over
+ * the process's registered mappings (smaps VmFlags "um"), Rss - Referenced
+ * is the memory mapped but not touched since.  The kernel's own aging
+ * clears accessed bits too, but only under memory pressure.
+ */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+
+/* Static: the in-process host samples from its monitor thread, which must
+ * not allocate (the heap is registered memory). */
+static char buf[CHUNK + 1];
+static atomic_flag buf_lock = ATOMIC_FLAG_INIT;
+
+struct vma_acc {
+	uint64_t rss_kb, ref_kb, total;
+};
+
+static void line(struct vma_acc *a, const char *l)
+{
+	unsigned long long kb;
+
+	if (sscanf(l, "Rss: %llu kB", &kb) == 1)
+		a->rss_kb = kb;
+	else if (sscanf(l, "Referenced: %llu kB", &kb) == 1)
+		a->ref_kb = kb;
+	else if (!strncmp(l, "VmFlags:", 8)) {
+		if (strstr(l, " um") && a->rss_kb > a->ref_kb)
+			a->total += (a->rss_kb - a->ref_kb) / 4;
+		a->rss_kb = a->ref_kb = 0;
+	}
+}
+
+int usm_bloat_sample(pid_t pid, uint64_t *pages)
+{
+	struct vma_acc a = { 0, 0, 0 };
+	char path[64];
+	size_t have = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	while (atomic_flag_test_and_set(&buf_lock))
+		;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		atomic_flag_clear(&buf_lock);
+		return -errno;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, CHUNK - have);
+		char *start = buf, *nl;
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		while ((nl = memchr(start, '\n', have - (size_t)(start - buf)))) {
+			*nl = '\0';
+			line(&a, start);
+			start = nl + 1;
+		}
+		have -= (size_t)(start - buf);
+		memmove(buf, start, have);
+		if (have == CHUNK)
+			break;
+	}
+	close(fd);
+	atomic_flag_clear(&buf_lock);
+	*pages = a.total;
+	return 0;
+}
+
+void usm_process_track_bloat(struct usm_process *p)
+{
+	p->track_bloat = true;
+}
+
+uint64_t usm_process_bloat_pages(const struct usm_process *p)
+{
+	return usm_read(&p->bloat_pages);
+}

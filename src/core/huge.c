@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/huge.c - real 2 MiB pages: usm_resolve_huge and the pool consumer.
+ *
+ * UFFDIO_COPY of 2 MiB always produces 4 KiB pages; UFFDIO_MOVE of a
+ * PMD-mapped transparent huge page keeps it huge.  The agent keeps a few
+ * such pages ready in the process (agent/thp_pool.c); here one is moved
+ * into the faulting window.
+ */
+#include "core/instance.h"
+#include "mech/rawsys.h"
+#include "mech/uffd.h"
+
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define HUGE (2ull << 20)
+
+void usm_process_want_huge(struct usm_process *p)
+{
+	p->want_pool = true;
+}
+
+int usm_resolve_huge(struct usm_event *ev, struct usm_page **pages)
+{
+	struct usm_process *p = ev->origin;
+	struct usm_worker *w = ev->framework;
+	uint64_t base = ev->vaddr & ~(HUGE - 1);
+	int rc;
+
+	if (usm_inst->cfg.page_size * USM_RESOLVE_MAX != HUGE)
+		return USM_EINVAL;
+	/* The whole window inside one mapping, and nothing in it yet. */
+	if (!(base >= p->vma_lo && base + HUGE <= p->vma_hi) &&
+	    (p->maps_fd < 0 || usm_vma_query(p->maps_fd, ev->vaddr, &p->vma_lo, &p->vma_hi) ||
+	     base < p->vma_lo || base + HUGE > p->vma_hi))
+		return USM_EINVAL;
+	if (usm_window_mapped(ev, USM_RESOLVE_MAX))
+		return USM_EINVAL;
+	rc = usm_resolve(ev, base, pages, USM_RESOLVE_MAX);
+	if (rc == USM_OK)
+		w->plan_huge = true;
+	return rc;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/*
+ * A ready slot, or else an empty one filled right here: faulting in the
+ * huge page costs what the kernel's own THP fault costs, and beats
+ * falling back to 512 copied pages.  (In the process only: the slot
+ * lives in its address space.)
+ */
+static int take_slot(struct usm_thp_pool *pool)
+{
+	for (uint32_t want = USM_SLOT_READY;; want = USM_SLOT_EMPTY) {
+		for (uint32_t i = 0; i < pool->nslots && i < USM_POOL_SLOTS; i++) {
+			uint32_t st = want;
+			if (!atomic_compare_exchange_strong(&pool->state[i], &st, USM_SLOT_TAKEN))
+				continue;
+			if (want == USM_SLOT_READY)
+				return (int)i;
+			long r = raw_syscall6(SYS_madvise, (long)(pool->base + i * HUGE), (long)HUGE,
+					      MADV_POPULATE_WRITE, 0, 0, 0);
+			if (!raw_is_error(r))
+				return (int)i;
+			atomic_store(&pool->state[i], USM_SLOT_EMPTY);
+			return -1;
+		}
+		if (want == USM_SLOT_EMPTY)
+			return -1;
+	}
+}
+
+static void release_slot(struct usm_thp_pool *pool, int i)
+{
+	atomic_store(&pool->state[i], USM_SLOT_EMPTY);
+	atomic_fetch_add(&pool->kick, 1);
+	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/*
+ * Move a ready huge page to dst.  True if the whole window is mapped; on
+ * false nothing or part was moved and the caller fills the rest.
+ */
+/* Daemon host: the agent's thread moves the page (see struct usm_thp_pool). */
+static bool delegate(struct usm_process *p, uint64_t dst)
+{
+	struct usm_thp_pool *pool = p->pool;
+	uint64_t head = atomic_load(&pool->req_head);
+
+	if (head - atomic_load(&pool->req_tail) >= USM_POOL_REQS)
+		return false;               /* queue full: fill it ourselves */
+	pool->req[head % USM_POOL_REQS] = dst;
+	atomic_store(&pool->req_head, head + 1);
+	atomic_fetch_add(&pool->kick, 1);
+	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, 1, NULL, NULL, 0);
+	usm_count(&p->c.huge_pages, 1);
+	usm_count(&usm_inst->c.huge_pages, 1);
+	return true;
+}
+
+bool usm_huge_move(struct usm_process *p, uint64_t dst)
+{
+	struct usm_thp_pool *pool = p->pool;
+	uint64_t done = 0;
+	int slot, rc;
+
+	if (pool && !p->inline_host)
+		return delegate(p, dst);
+
+	if (!pool || (slot = take_slot(pool)) < 0) {
+		usm_log(USM_LOG_DEBUG, "pid %d: no ready 2 MiB page (%s)", p->pid,
+			pool ? "pool empty" : "no pool");
+		return false;
+	}
+	rc = usm_uffd_move(p->uffd, dst, pool->base + (uint64_t)slot * HUGE, HUGE, &done);
+	release_slot(pool, slot);
+	if (rc || done != HUGE) {
+		usm_log(USM_LOG_DEBUG, "pid %d: UFFDIO_MOVE to 0x%llx: %s (%llu bytes moved)",
+			p->pid, (unsigned long long)dst, strerror(-rc), (unsigned long long)done);
+		return false;
+	}
+	usm_count(&p->c.huge_pages, 1);
+	usm_count(&usm_inst->c.huge_pages, 1);
+	return true;
+}
+
+void usm_pool_attach(struct usm_process *p, int memfd)
+{
+	struct usm_thp_pool *pool = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+
+	if (pool == MAP_FAILED)
+		return;
+	if (pool->magic != USM_POOL_MAGIC || pool->nslots > USM_POOL_SLOTS) {
+		munmap(pool, 4096);
+		return;
+	}
+	p->pool = pool;
+}
+
+void usm_pool_detach(struct usm_process *p)
+{
+	if (p->pool)
+		usm_log(USM_LOG_DEBUG, "pid %d: 2 MiB pool: %llu moved, %llu filled with 4 KiB pages",
+			p->pid, (unsigned long long)atomic_load(&p->pool->moved),
+			(unsigned long long)atomic_load(&p->pool->fallback));
+	if (p->pool && !p->inline_host)
+		munmap(p->pool, 4096);
+	p->pool = NULL;
+}

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/inline_rpc.c - the daemon's side of the in-process host.
+ *
+ * A process attached with USM_HELLO_INLINE resolves its own faults (see
+ * core/inline.c), but its budget and statistics still belong to the
+ * instance: it leases frames in chunks over a second connection, asks the
+ * instance to decide when the budget runs out, and pushes its counters.
+ */
+#include "core/instance.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+int usm_inline_send_config(struct usm_process *p)
+{
+	struct usm_msg_inline_config m;
+	const char *policy = usm_instance_policy_of(p)->name;
+
+	usm_msg_init(&m.h, USM_MSG_INLINE_CONFIG, sizeof(m));
+	if (usm_config_inline_text(&usm_inst->cfg, p->comm, policy, m.text,
+				   sizeof(m.text)) < 0) {
+		usm_log(USM_LOG_ERROR, "pid %d: config too large for the in-process host", p->pid);
+		return -E2BIG;
+	}
+	return usm_sock_send(p->sock, &m, sizeof(m), -1);
+}
+
+struct find_inline {
+	pid_t pid;
+	int sock;
+	int rc;
+};
+
+/* Under the process list's lock, so p cannot be freed meanwhile. */
+static int attach_channel(struct usm_process *p, void *arg)
+{
+	struct find_inline *f = arg;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->w_rpc };
+
+	if (p->pid != f->pid || !p->inline_host || p->rpc_sock >= 0)
+		return 0;
+	p->rpc_sock = f->sock;
+	if (epoll_ctl(p->worker->epfd, EPOLL_CTL_ADD, f->sock, &ev) < 0) {
+		p->rpc_sock = -1;
+		f->rc = -errno;
+	} else {
+		f->rc = 0;
+	}
+	return 1;
+}
+
+int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
+			  char *err, size_t errlen)
+{
+	struct find_inline f = { pid, sock, -ENOENT };
+
+	(void)inst;
+	usm_process_for_each(attach_channel, &f);
+	if (f.rc == -ENOENT)
+		snprintf(err, errlen, "pid %d has no in-process attachment waiting for its channel",
+			 pid);
+	else if (f.rc)
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(-f.rc));
+	return f.rc;
+}
+
+/* Lend up to want frames (lock held); returns how many. */
+static int64_t lend(struct usm_process *p, int64_t want)
+{
+	int64_t n = 0;
+
+	for (; n < want; n++) {
+		struct usm_page *pg = usm_frame_take(NULL);
+		if (!pg)
+			break;
+		pg->proc = p;
+		usm_list_add_tail(&pg->list, &p->leased);
+	}
+	return n;
+}
+
+static int64_t take_back(struct usm_process *p, int64_t want)
+{
+	int64_t n = 0;
+
+	for (; n < want && !usm_list_empty(&p->leased); n++) {
+		struct usm_page *pg = usm_list_first_entry(&p->leased, struct usm_page, list);
+		usm_list_del(&pg->list);
+		usm_frame_put(pg);
+	}
+	return n;
+}
+
+static void answer_lease(struct usm_process *p, const struct usm_msg_lease *m)
+{
+	struct usm_msg_lease_reply r;
+	int64_t n;
+
+	usm_msg_init(&r.h, USM_MSG_LEASE_REPLY, sizeof(r));
+	pthread_mutex_lock(&usm_inst->lock);
+	n = m->delta > 0 ? lend(p, m->delta) : -take_back(p, -m->delta);
+	p->nleased += (uint64_t)n;
+	r.granted = n;
+	r.instance_free = usm_frames_free();
+	pthread_mutex_unlock(&usm_inst->lock);
+	usm_count(&usm_inst->c.frames_in_use, (uint64_t)n);
+	usm_peak(&usm_inst->c.frames_peak, usm_read(&usm_inst->c.frames_in_use));
+	usm_sock_send(p->rpc_sock, &r, sizeof(r), -1);
+}
+
+/* The process found no frame: the instance decides, as for its own faults. */
+static void answer_oom(struct usm_process *p)
+{
+	struct usm_event ev = { .type = USM_EVENT_ALLOC, .origin = p };
+	struct usm_msg_ack a;
+	enum usm_oom_action act;
+
+	pthread_mutex_lock(&usm_inst->lock);
+	act = usm_oom_default(&ev);
+	pthread_mutex_unlock(&usm_inst->lock);
+	usm_count(&usm_inst->c.oom_events, 1);
+	usm_msg_init(&a.h, USM_MSG_ACK, sizeof(a));
+	a.status = (int32_t)act;
+	a.error[0] = '\0';
+	usm_sock_send(p->rpc_sock, &a, sizeof(a), -1);
+}
+
+static void store(_Atomic uint64_t *dst, _Atomic uint64_t *total, uint64_t v)
+{
+	uint64_t old = atomic_exchange_explicit(dst, v, memory_order_relaxed);
+
+	if (total && v > old)
+		usm_count(total, v - old);
+}
+
+/* Counters are cumulative in the process: keep them, add the growth to
+ * the instance totals. */
+static void take_stats(struct usm_process *p, const struct usm_msg_stats_push *m)
+{
+	struct usm_counters *c = &p->c, *t = &usm_inst->c;
+
+	store(&c->faults, &t->faults, m->c.faults);
+	store(&c->pages_mapped, &t->pages_mapped, m->c.pages_mapped);
+	store(&c->frames_in_use, NULL, m->c.frames_in_use);
+	store(&c->frames_peak, NULL, m->c.frames_peak);
+	store(&c->ev_remove, &t->ev_remove, m->c.ev_remove);
+	store(&c->ev_unmap, &t->ev_unmap, m->c.ev_unmap);
+	store(&c->ev_remap, &t->ev_remap, m->c.ev_remap);
+	store(&c->pages_freed, &t->pages_freed, m->c.pages_freed);
+	store(&c->kernel_pages, &t->kernel_pages, m->c.kernel_pages);
+	store(&c->eexist, &t->eexist, m->c.eexist);
+	store(&c->huge_pages, &t->huge_pages, m->c.huge_pages);
+	store(&p->bloat_pages, NULL, m->c.bloat_pages);
+	for (unsigned i = 0; i < USM_HIST_BUCKETS; i++)
+		store(&p->lat.bucket[i], &usm_inst->lat.bucket[i], m->hist[i]);
+}
+
+void usm_inline_serve_rpc(struct usm_process *p)
+{
+	union {
+		struct usm_msg m;
+		struct usm_msg_lease lease;
+		struct usm_msg_stats_push push;
+	} u;
+	int fd;
+	ssize_t n = usm_sock_recv(p->rpc_sock, &u, sizeof(u), &fd);
+	const char *bad;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0) {
+		epoll_ctl(p->worker->epfd, EPOLL_CTL_DEL, p->rpc_sock, NULL);
+		close(p->rpc_sock);
+		p->rpc_sock = -1;
+		return;
+	}
+	bad = usm_msg_check(&u, (size_t)n);
+	if (bad) {
+		usm_log(USM_LOG_WARN, "pid %d: bad message on its channel: %s", p->pid, bad);
+		return;
+	}
+	if (u.m.type == USM_MSG_LEASE)
+		answer_lease(p, &u.lease);
+	else if (u.m.type == USM_MSG_OOM)
+		answer_oom(p);
+	else if (u.m.type == USM_MSG_STATS_PUSH)
+		take_stats(p, &u.push);
+	else
+		usm_log(USM_LOG_WARN, "pid %d: unexpected message %u on its channel", p->pid,
+			u.m.type);
+}
+
+/* Teardown (lock held): every lent frame comes back. */
+void usm_inline_release(struct usm_process *p)
+{
+	int64_t n = take_back(p, INT64_MAX);
+
+	usm_count(&usm_inst->c.frames_in_use, (uint64_t)-n);
+	p->nleased = 0;
+	if (p->rpc_sock >= 0) {
+		if (p->worker)
+			epoll_ctl(p->worker->epfd, EPOLL_CTL_DEL, p->rpc_sock, NULL);
+		close(p->rpc_sock);
+		p->rpc_sock = -1;
+	}
+}
