@@ -38,7 +38,7 @@ bad_config 4 '# a comment\n\nmemory 64\nfrobnicate 12\n' \
 # wrong number of arguments
 bad_config 2 'memory 64\nmemory\n' "expected 'memory <MiB>'"
 bad_config 1 'workers 1 2\n' "expected 'workers <n>'"
-bad_config 3 'memory 64\nworkers 1\nprocess onlyone\n' "expected 'process \[alloc\|swap\] <name> <policy>'"
+bad_config 3 'memory 64\nworkers 1\nprocess onlyone\n' "expected 'process \[alloc\|swap\] <name> <policy> \[key=value\]\.\.\.'"
 bad_config 1 'threshold 50\n' "expected 'threshold <pct> <policy>'"
 bad_config 1 'set batch.pages\n' "expected 'set <key> <value>'"
 # not a number

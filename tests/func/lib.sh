@@ -26,6 +26,7 @@ AGENT=$BUILD/lib/libusm-agent.so
 PROGS=$BUILD/tests/progs
 TORTURE=$PROGS/usm_torture
 MEMWRITER=$PROGS/usm_memwriter
+TOUCH=$PROGS/usm_touch
 
 _LIB_OWN_DIR=
 if [ -z "${USM_RUNTIME_DIR:-}" ] || [ -z "${USM_TEST_TMP:-}" ]; then

@@ -262,7 +262,7 @@ static void test_name_limits_ok(void **state)
 static void test_eight_words(void **state)
 {
 	expect_error("process a b c d e f g", 1,
-		     "expected 'process [alloc|swap] <name> <policy>'");
+		     "process: expected key=value after the policy, got 'c'");
 	expect_error("process a b c d e f g h", 1, "too many words on the line");
 	expect_error("\n\nset a b c d e f g h i j k", 3, "too many words on the line");
 	/* words after '#' do not count */
@@ -276,7 +276,7 @@ static void test_eight_words(void **state)
 
 static void test_unknown_directive(void **state)
 {
-	const char *list = "(expected one of memory, workers, page, mode, oom, policy, "
+	const char *list = "(expected one of memory, workers, page, mode, host, oom, policy, "
 			   "process, priority, threshold, plugin, set)";
 	char want[300];
 
@@ -305,9 +305,9 @@ static void test_arg_count(void **state)
 		{ "oom kill wait", "oom kernel|kill|wait" },
 		{ "policy", "policy <name>" },
 		{ "policy a b", "policy <name>" },
-		{ "process", "process [alloc|swap] <name> <policy>" },
-		{ "process foo", "process [alloc|swap] <name> <policy>" },
-		{ "process alloc foo bar baz", "process [alloc|swap] <name> <policy>" },
+		{ "process", "process [alloc|swap] <name> <policy> [key=value]..." },
+		{ "process foo", "process [alloc|swap] <name> <policy> [key=value]..." },
+		{ "process alloc foo", "process [alloc|swap] <name> <policy> [key=value]..." },
 		{ "priority foo", "priority <name> <n>" },
 		{ "priority foo 1 2", "priority <name> <n>" },
 		{ "threshold 50", "threshold <pct> <policy>" },

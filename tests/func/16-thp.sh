@@ -1,0 +1,29 @@
+#!/bin/bash
+# Real 2 MiB pages (policy thp), in both hosts: PMD-mapped (AnonHugePages
+# as the kernel reports it), counted in the stats, zero-filled, correct
+# next to 4 KiB windows at the mapping's ends, and through fork.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+need_prog "$TOUCH"
+[ "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)" != "${THP_NEVER:-always madvise [never]}" ] ||
+	skip "transparent huge pages are disabled on this machine"
+
+MB=256
+for host in "" --inline; do
+	what="thp ${host:-daemon}"
+	run_limited 60 "$T/out" "$USM" run $host -P thp --stats-json "$T/s.json" -- \
+		"${PIDWRAP[@]}" "$T/main.pid" "$TOUCH" $MB 1
+	assert_status 0 "$RC" "$what: usm_touch $MB 1" "$T/out" "$T/out.err"
+	assert_grep "$T/out" '^usm_touch: OK$' "$what: every page right"
+	main=$(cat "$T/main.pid")
+	huge_kb=$(sed -n 's/^usm_touch: AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
+	[ "${huge_kb:-0}" -ge $((MB * 1024 * 9 / 10)) ] || fail "$what: AnonHugePages $huge_kb kB < 90 % of $MB MiB"
+	ok "$what: the kernel reports $huge_kb kB of PMD-mapped anonymous memory"
+	json_check "$T/s.json" "proc($main, 'usm_touch')['huge_pages'] >= $MB // 2 * 9 // 10" \
+		"$what: stats count the 2 MiB pages ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['huge_pages']"))"
+	run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TOUCH" 9 3 5
+	assert_status 0 "$RC" "$what: unaligned 9 MiB, sparse" "$T/out" "$T/out.err"
+	assert_grep "$T/out" '^usm_touch: OK$' "$what: unaligned mapping, sparse touch right"
+	run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TORTURE" --size-mb 64 mmap mremap munmap fork
+	assert_status 0 "$RC" "$what: torture mmap mremap munmap fork" "$T/out" "$T/out.err"
+done
