@@ -45,6 +45,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,13 +67,14 @@
 #define WINDOW_16   16UL
 #define MSG_BATCH   64
 
-enum mode { M_KERNEL, M_UFFD, M_UFFD_SPIN, M_UFFD_16, M_TOUCH, M_WARMUP };
+enum mode { M_KERNEL, M_UFFD, M_UFFD_SPIN, M_UFFD_16, M_UFFD_SIGBUS, M_TOUCH, M_WARMUP };
 
 static const struct { const char *name; enum mode m; } modes[] = {
 	{ "kernel", M_KERNEL },
 	{ "uffd-raw", M_UFFD },
 	{ "uffd-raw-spin", M_UFFD_SPIN },
 	{ "uffd-raw-16", M_UFFD_16 },
+	{ "uffd-raw-sigbus", M_UFFD_SIGBUS },
 	{ "touch", M_TOUCH },
 	{ "warmup", M_WARMUP },
 };
@@ -95,7 +97,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: %s MODE [--size-mb N] [--reps R] [--warmup-mb M]\n"
-		"  MODE: kernel | uffd-raw | uffd-raw-spin | uffd-raw-16 | touch | warmup\n"
+		"  MODE: kernel | uffd-raw | uffd-raw-spin | uffd-raw-16 | uffd-raw-sigbus | touch | warmup\n"
 		"  --size-mb N    size of the touched mapping in MiB (default 1024)\n"
 		"  --reps R       repetitions (default 5)\n"
 		"  --warmup-mb M  MiB touched and freed once before timing (default 3072, 0 = none)\n",
@@ -356,6 +358,67 @@ static void *handler_main(void *arg)
 
 /* ------------------------------------------------------------- one rep */
 
+/*
+ * uffd-raw-sigbus: the limit for in-thread fault handling (usm run
+ * --inline): UFFD_FEATURE_SIGBUS, and the faulting thread resolves its own
+ * fault with UFFDIO_COPY of one zero page in its SIGBUS handler.
+ */
+static int sigbus_uffd = -1;
+static const char *sigbus_zero;
+static volatile unsigned long sigbus_faults;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	struct uffdio_copy c = {
+		.dst = (uintptr_t)si->si_addr & ~(PAGE_SZ - 1),
+		.src = (uintptr_t)sigbus_zero, .len = PAGE_SZ, .mode = 0,
+	};
+
+	(void)sig;
+	(void)ctx;
+	if (ioctl(sigbus_uffd, UFFDIO_COPY, &c) != 0 && errno != EEXIST) {
+		static const char msg[] = "fault_bench: UFFDIO_COPY in the SIGBUS handler failed\n";
+		if (write(2, msg, sizeof(msg) - 1) < 0)
+			_exit(1);
+		_exit(1);
+	}
+	sigbus_faults++;
+}
+
+static double run_sigbus(char *p, size_t len, char *zero)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)p, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+	uint64_t t0, t1;
+
+	static char zpage[PAGE_SZ] __attribute__((aligned(4096)));
+
+	sigbus_uffd = open_uffd();
+	sigbus_zero = zero ? zero : zpage;
+	sigbus_faults = 0;
+	if (ioctl(sigbus_uffd, UFFDIO_API, &api) != 0)
+		die("ioctl(UFFDIO_API, SIGBUS)");
+	if (ioctl(sigbus_uffd, UFFDIO_REGISTER, &reg) != 0)
+		die("ioctl(UFFDIO_REGISTER, MISSING)");
+	if (sigaction(SIGBUS, &sa, NULL) != 0)
+		die("sigaction(SIGBUS)");
+	t0 = now_ns();
+	touch_pages(p, len);
+	t1 = now_ns();
+	if (sigbus_faults != len / PAGE_SZ)
+		fprintf(stderr, "# %s: %lu faults handled for %zu pages\n", prog, sigbus_faults,
+			len / PAGE_SZ);
+	check_touched(p, len);
+	if (close(sigbus_uffd) != 0)
+		die("close(userfaultfd)");
+	unmap(p, len);
+	return (double)(t1 - t0) / (double)(len / PAGE_SZ);
+}
+
 static double run_once(enum mode mode, size_t len, char *zero)
 {
 	size_t pages = len / PAGE_SZ;
@@ -376,6 +439,8 @@ static double run_once(enum mode mode, size_t len, char *zero)
 	if (madvise(p, len, MADV_NOHUGEPAGE) != 0)
 		die("madvise(MADV_NOHUGEPAGE)");
 
+	if (mode == M_UFFD_SIGBUS)
+		return run_sigbus(p, len, zero);
 	if (mode == M_KERNEL) {
 		t0 = now_ns();
 		touch_pages(p, len);

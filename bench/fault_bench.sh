@@ -25,6 +25,10 @@
 #   uffd-raw-16     fault_bench uffd-raw-16: handler in poll(), COPY 64 KiB
 #   usm-4k          usm run (first_fit, blocking workers) -- fault_bench touch
 #   usm-4k-spin     usm run (first_fit, spinning workers) -- fault_bench touch
+#   uffd-raw-sigbus fault_bench uffd-raw-sigbus: UFFD_FEATURE_SIGBUS, the
+#                   faulting thread copies its own page (the in-thread limit)
+#   usm-4k-inline   usm run --inline (first_fit)          -- fault_bench touch
+#   usm-batch16-inline usm run --inline (batch, 16 pages) -- fault_bench touch
 #   usm-batch16     usm run (batch policy, 16 pages)      -- fault_bench touch
 #   usm-batch16-spin  the same with spinning workers
 # A USM mode is skipped ("skipped: usm not built") if $BUILD/bin/usm is absent.
@@ -44,7 +48,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 usm-4k usm-4k-spin usm-batch16 usm-batch16-spin)
+ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 uffd-raw-sigbus usm-4k usm-4k-spin
+	   usm-4k-inline usm-batch16 usm-batch16-spin usm-batch16-inline)
 REPS=7
 SIZE_MB=1024
 WARMUP_MB=3072
@@ -122,6 +127,8 @@ write_cfg usm-4k      blocking first_fit
 write_cfg usm-4k-spin spinning first_fit
 write_cfg usm-batch16 blocking batch "set batch.pages 16"
 write_cfg usm-batch16-spin spinning batch "set batch.pages 16"
+write_cfg usm-4k-inline blocking first_fit "host inline"
+write_cfg usm-batch16-inline blocking batch "set batch.pages 16" "host inline"
 
 is_usm() { [[ "$1" == usm-* ]]; }
 
@@ -371,6 +378,9 @@ if ((DOC)); then
 			usm-4k-spin)   what="USM, policy first_fit, spinning worker" ;;
 			usm-batch16)   what="USM, policy batch, 16 pages per fault" ;;
 			usm-batch16-spin) what="USM, policy batch, 16 pages per fault, spinning worker" ;;
+			uffd-raw-sigbus) what="userfaultfd with UFFD_FEATURE_SIGBUS: the faulting thread copies its own 4K page in its SIGBUS handler" ;;
+			usm-4k-inline) what="USM in-process host (host inline), policy first_fit" ;;
+			usm-batch16-inline) what="USM in-process host (host inline), policy batch, 16 pages per fault" ;;
 			esac
 			echo "| $m | $what | \`$(mode_cmd "$m")\` |"
 		done
