@@ -5,6 +5,7 @@
  * gone, and must not touch memory that could be registered (the heap).
  */
 #include "agent/agent.h"
+#include "mech/procfile.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -93,40 +94,22 @@ static int line(struct walker *w, const char *l)
 	return 0;
 }
 
+static int walk_line(char *l, void *arg)
+{
+	return line(arg, l);
+}
+
 int agent_maps_walk(bool smaps, int (*fn)(const struct maps_entry *, void *), void *arg)
 {
 	struct walker w = { .smaps = smaps, .fn = fn, .arg = arg };
-	int fd, rc = 0;
-	size_t have = 0;
+	int rc;
 
 	while (atomic_flag_test_and_set(&buf_lock))
 		;
-	fd = open(smaps ? "/proc/self/smaps" : "/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		atomic_flag_clear(&buf_lock);
-		return -1;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + have, CHUNK - have);
-		char *start = buf, *nl;
-
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-		buf[have] = '\0';
-		while (!rc && (nl = memchr(start, '\n', have - (size_t)(start - buf)))) {
-			*nl = '\0';
-			rc = line(&w, start);
-			start = nl + 1;
-		}
-		have -= (size_t)(start - buf);
-		memmove(buf, start, have);
-		if (rc || have == CHUNK)   /* a line longer than the buffer: give up */
-			break;
-	}
+	rc = usm_proc_lines(smaps ? "/proc/self/smaps" : "/proc/self/maps", buf, sizeof(buf),
+			    walk_line, &w);
 	if (!rc)
 		rc = flush(&w);
-	close(fd);
 	atomic_flag_clear(&buf_lock);
-	return rc;
+	return rc < 0 ? -1 : rc;
 }

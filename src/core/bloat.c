@@ -9,6 +9,7 @@
  * clears accessed bits too, but only under memory pressure.
  */
 #include "core/instance.h"
+#include "mech/procfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,43 +45,25 @@ static void line(struct vma_acc *a, const char *l)
 	}
 }
 
+static int bloat_line(char *l, void *arg)
+{
+	line(arg, l);
+	return 0;
+}
+
 int usm_bloat_sample(pid_t pid, uint64_t *pages)
 {
 	struct vma_acc a = { 0, 0, 0 };
 	char path[64];
-	size_t have = 0;
-	int fd;
+	int rc;
 
 	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
 	while (atomic_flag_test_and_set(&buf_lock))
 		;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		atomic_flag_clear(&buf_lock);
-		return -errno;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + have, CHUNK - have);
-		char *start = buf, *nl;
-
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-		buf[have] = '\0';
-		while ((nl = memchr(start, '\n', have - (size_t)(start - buf)))) {
-			*nl = '\0';
-			line(&a, start);
-			start = nl + 1;
-		}
-		have -= (size_t)(start - buf);
-		memmove(buf, start, have);
-		if (have == CHUNK)
-			break;
-	}
-	close(fd);
+	rc = usm_proc_lines(path, buf, sizeof(buf), bloat_line, &a);
 	atomic_flag_clear(&buf_lock);
 	*pages = a.total;
-	return 0;
+	return rc;
 }
 
 void usm_process_track_bloat(struct usm_process *p)

@@ -547,3 +547,23 @@ int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
 	}
 	return ok ? (int)off : -1;
 }
+
+long long usm_config_int_value(const char *v, const char *what, long long def, int *err)
+{
+	char *end;
+	long long n;
+
+	if (err)
+		*err = 0;
+	if (!v)
+		return def;
+	errno = 0;
+	n = strtoll(v, &end, 0);
+	if (errno || end == v || *end) {
+		usm_log(USM_LOG_ERROR, "%s: '%s' is not a whole number", what, v);
+		if (err)
+			*err = 1;
+		return def;
+	}
+	return n;
+}

@@ -108,6 +108,8 @@ const struct usm_cfg_process *usm_config_process_for(const struct usm_config *cf
 const char *usm_config_policy_for(const struct usm_config *cfg, const char *comm);
 int usm_config_priority_for(const struct usm_config *cfg, const char *comm);
 const char *usm_config_lookup(const struct usm_config *cfg, const char *key);
+/* v as a whole number (def if v is NULL); logs "what: ..." and sets *err if bad. */
+long long usm_config_int_value(const char *v, const char *what, long long def, int *err);
 /* Is comm's memory handled in-process (`host inline`, or host=inline)? */
 bool usm_config_inline_for(const struct usm_config *cfg, const char *comm);
 /*

@@ -192,21 +192,8 @@ const char *usm_config_get(const char *key)
 
 long long usm_config_get_int(const char *key, long long def, int *err)
 {
-	const char *v = usm_config_get(key);
-	char *end;
-	long long n;
+	char what[96];
 
-	if (err)
-		*err = 0;
-	if (!v)
-		return def;
-	errno = 0;
-	n = strtoll(v, &end, 0);
-	if (errno || end == v || *end) {
-		usm_log(USM_LOG_ERROR, "set %s %s: not a whole number", key, v);
-		if (err)
-			*err = 1;
-		return def;
-	}
-	return n;
+	snprintf(what, sizeof(what), "set %s", key);
+	return usm_config_int_value(usm_config_get(key), what, def, err);
 }

@@ -257,24 +257,10 @@ const char *usm_process_param(const struct usm_process *p, const char *key)
 long long usm_process_param_int(const struct usm_process *p, const char *key,
 				long long def, int *err)
 {
-	const char *v = usm_process_param(p, key);
-	char *end;
-	long long n;
+	char what[96];
 
-	if (err)
-		*err = 0;
-	if (!v)
-		return def;
-	errno = 0;
-	n = strtoll(v, &end, 0);
-	if (errno || end == v || *end) {
-		usm_log(USM_LOG_ERROR, "pid %d: parameter %s=%s is not a whole number",
-			p->pid, key, v);
-		if (err)
-			*err = 1;
-		return def;
-	}
-	return n;
+	snprintf(what, sizeof(what), "pid %d: parameter %s", p->pid, key);
+	return usm_config_int_value(usm_process_param(p, key), what, def, err);
 }
 
 int usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg)
