@@ -6,7 +6,8 @@
  * around it (N = 16 … 512: 64 KiB … 2 MiB), clipped to the mapping, so a
  * process that touches its memory densely takes one fault per N pages.
  * N is per process: `process alloc <comm> fhp pages=64`, else
- * `set fhp.pages 64`, default 16.  When the budget cannot cover a window
+ * `set fhp.pages 64`, default 16.  `track_bloat=1` has the framework
+ * measure the pages mapped but never touched (shown by `usm stat`).  When the budget cannot cover a window
  * the policy maps the faulting page alone.
  *
  * Registered twice: as "fhp" and as "batch" (the fixed-size batch policy
@@ -31,7 +32,8 @@ static int fhp_new_process(struct usm_process *p)
 		n = DEFAULT_PAGES;
 	}
 	usm_process_set_priv(p, (void *)(uintptr_t)n);
-	if (n > 1)
+	/* Measuring bloat costs a process_madvise per fault: only on request. */
+	if (n > 1 && usm_process_param_int(p, "track_bloat", 0, NULL))
 		usm_process_track_bloat(p);
 	return USM_OK;
 }
