@@ -13,20 +13,33 @@
  *
  * The bloat bound: the framework measures the pages mapped ahead that
  * were never touched (usm_process_bloat_pages).  While they exceed
- * `bloat_pct` (default 10) percent of the process's frames, `need`
- * doubles (the policy waits for more evidence before filling a region);
- * when bloat falls under half the bound, `need` halves back.
+ * `bloat_pct` (default 10) percent of the process's frames for more than
+ * a second, `need` doubles each second (the policy waits for more
+ * evidence before filling a region); when bloat falls under half the
+ * bound, `need` halves back.
  *
  * Parameters per process (`process alloc <comm> fhp_adaptive max_pages=256`)
  * or instance-wide (`set fhp_adaptive.max_pages 256`).
  */
 #include <stdlib.h>
+#include <time.h>
 #include <usm/usm.h>
 
 struct adaptive {
 	unsigned min_pages, max_pages, bloat_pct;
 	unsigned need;               /* mapped pages that make a region dense */
+	uint64_t over_since_ns;      /* bloat above the bound since, 0: not */
 };
+
+#define PERSIST_NS 1000000000ull /* bloat must last this long to count */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static USM_LIST_HEAD(mapped);
 
@@ -68,17 +81,30 @@ static int adaptive_process_exit(struct usm_process *p)
 	return USM_OK;
 }
 
-/* Follow the measured bloat: demand more density while it is high. */
+/*
+ * Follow the measured bloat: demand more density while it stays high.
+ * Pages mapped ahead and touched a moment later (a random but complete
+ * pass) are bloat only briefly, so only bloat that lasts counts.
+ */
 static void bound_bloat(struct adaptive *a, struct usm_process *p)
 {
 	uint64_t frames = usm_process_frames(p), bloat = usm_process_bloat_pages(p);
 
 	if (!frames)
 		return;
-	if (bloat * 100 > (uint64_t)a->bloat_pct * frames && a->need < a->max_pages / 2)
-		a->need *= 2;
-	else if (bloat * 200 < (uint64_t)a->bloat_pct * frames && a->need > 1)
-		a->need /= 2;
+	if (bloat * 100 > (uint64_t)a->bloat_pct * frames) {
+		uint64_t t = now_ns();
+		if (!a->over_since_ns)
+			a->over_since_ns = t;
+		else if (t - a->over_since_ns > PERSIST_NS && a->need < a->max_pages / 2) {
+			a->need *= 2;
+			a->over_since_ns = t;
+		}
+	} else {
+		a->over_since_ns = 0;
+		if (bloat * 200 < (uint64_t)a->bloat_pct * frames && a->need > 1)
+			a->need /= 2;
+	}
 }
 
 static int adaptive_alloc(struct usm_event *ev)

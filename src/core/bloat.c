@@ -3,7 +3,8 @@
  * core/bloat.c - how much of what USM mapped ahead was never touched.
  *
  * Pages mapped ahead of a fault get their accessed bit cleared (MADV_COLD,
- * see map_plan); the hardware sets it again on the first access.  So over
+ * see map_plan; one window in USM_BLOAT_SAMPLE, the estimate is scaled);
+ * the hardware sets it again on the first access.  So over
  * the process's registered mappings (smaps VmFlags "um"), Rss - Referenced
  * is the memory mapped but not touched since.  The kernel's own aging
  * clears accessed bits too, but only under memory pressure.
@@ -62,7 +63,9 @@ int usm_bloat_sample(pid_t pid, uint64_t *pages)
 		;
 	rc = usm_proc_lines(path, buf, sizeof(buf), bloat_line, &a);
 	atomic_flag_clear(&buf_lock);
-	*pages = a.total;
+	/* Only one window in USM_BLOAT_SAMPLE had its accessed bits cleared;
+	 * the others read as touched.  Scale the sample up. */
+	*pages = a.total * USM_BLOAT_SAMPLE;
 	return rc;
 }
 

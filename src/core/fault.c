@@ -206,9 +206,12 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 	uint64_t ps = usm_inst->cfg.page_size;
 	uint64_t cur = w->plan_vaddr, end = cur + (uint64_t)w->plan_n * ps;
 	uint64_t first = cur, last = end;
-	/* Measuring bloat: the pages ahead must lose their accessed bit before
-	 * the program runs again, so wake only afterwards. */
-	bool hold = p->track_bloat && w->plan_n > 1 && !w->plan_huge;
+	/* Measuring bloat, on one window in USM_BLOAT_SAMPLE (MADV_COLD also
+	 * deactivates the pages, which is not free): the pages ahead must
+	 * lose their accessed bit before the program runs again, so wake
+	 * only afterwards. */
+	bool hold = p->track_bloat && w->plan_n > 1 && !w->plan_huge &&
+		    p->bloat_tick++ % USM_BLOAT_SAMPLE == 0;
 
 	if (w->plan_huge) {
 		w->plan_huge = false;
@@ -228,7 +231,7 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 
 		usm_count(&p->c.pages_mapped, done / ps);
 		usm_count(&usm_inst->c.pages_mapped, done / ps);
-		if (p->track_bloat && done > ps)
+		if (hold && done > ps)
 			cold_ahead(p, cur, cur + done, fault);
 		cur += done;
 		if (rc == 0)

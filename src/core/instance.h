@@ -26,6 +26,7 @@
 
 #define USM_MAX_BATCH USM_RESOLVE_MAX  /* pages per resolve: 2 MiB */
 #define USM_HISTORY_MAX 256   /* exited processes kept for the stats */
+#define USM_BLOAT_SAMPLE 8    /* one mapped-ahead window in 8 is measured */
 
 struct usm_worker;
 
@@ -53,6 +54,7 @@ struct usm_process {
 	uint64_t attached_ns;
 	uint64_t rss_anon_peak, usm_at_peak;
 	bool track_bloat;                 /* usm_process_track_bloat() */
+	unsigned bloat_tick;              /* which windows are sampled */
 	bool want_pool;                   /* usm_process_want_huge() */
 	struct usm_thp_pool *pool;        /* its 2 MiB page pool, once ready */
 	_Atomic uint64_t bloat_pages;     /* last sample */

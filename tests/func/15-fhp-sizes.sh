@@ -27,6 +27,10 @@ for host in "" --inline; do
 		run_limited 60 "$T/out" "$USM" run $host -P fhp -o "set fhp.pages $n" -- "$TOUCH" $MB 37 3
 		assert_status 0 "$RC" "$what: usm_touch sparse" "$T/out" "$T/out.err"
 		assert_grep "$T/out" '^usm_touch: OK$' "$what: sparse touch, untouched pages read zero"
+		# mremap, munmap and MADV_DONTNEED inside windows, fork.
+		run_limited 60 "$T/out" "$USM" run $host -P fhp -o "set fhp.pages $n" -- \
+			"$TORTURE" --size-mb 16 mremap munmap madvise fork
+		assert_status 0 "$RC" "$what: torture mremap munmap madvise fork" "$T/out" "$T/out.err"
 	done
 	run_limited 60 "$T/out" "$USM" run $host -P fhp -o "set fhp.pages 64" -- "$TORTURE" --size-mb 64 mmap mremap munmap madvise fork malloc
 	assert_status 0 "$RC" "fhp 64 ${host:-daemon}: torture mmap mremap munmap madvise fork malloc" "$T/out" "$T/out.err"

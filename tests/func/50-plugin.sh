@@ -126,6 +126,17 @@ json_check "$T/s.json" "procs(comm='usm_torture')[0]['pages_mapped'] > procs(com
 	"pages_mapped > faults: the stride prefetch worked"
 json_check "$T/s.json" "d['frames_in_use'] == 0" "every frame returned to the pool"
 
+# The same .so, unchanged, in the in-process host.
+rc=0
+timeout -k 5 60 "$P/bin/usm" run --inline -p "$SO" -P stride --stats-json "$T/si.json" -- \
+	"$TORTURE" mmap malloc >"$T/out" 2>"$T/err" || rc=$?
+assert_status 0 "$rc" "usm run --inline -p stride.so -P stride -- usm_torture mmap malloc" "$T/out" "$T/err"
+assert_grep "$T/out" '^torture: malloc: OK ' "inline: torture mmap and malloc passed"
+json_check "$T/si.json" "procs(comm='usm_torture')[0]['policy'] == 'stride' and procs(comm='usm_torture')[0]['inline']" \
+	"inline: usm_torture ran under policy stride in the process"
+json_check "$T/si.json" "procs(comm='usm_torture')[0]['pages_mapped'] > procs(comm='usm_torture')[0]['faults']" \
+	"inline: pages_mapped > faults: the plugin's prefetch ran in the process"
+
 # ---- configuration errors ----------------------------------------------------
 
 # usmd_fails NAME WHAT PATTERN ARGS...: usmd ARGS must exit non-zero at once
