@@ -58,6 +58,11 @@ int agent_intercept_install(void);
 /* The program's SIGBUS action, kept aside while ours is installed. */
 void agent_app_sigbus(void **handler, unsigned long *flags);
 
+/* pretouch.c: output buffers of system calls, touched first (inline). */
+extern const uint32_t agent_pretouch_nrs[];
+extern const unsigned agent_pretouch_n;
+void agent_pretouch(long nr, const long *args);
+
 /* inline.c: the in-process host (USM_INLINE=1, or the instance says so). */
 int agent_inline_start(const char *config, char *err, size_t errlen);
 int agent_inline_forked(char *err, size_t errlen);

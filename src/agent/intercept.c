@@ -247,9 +247,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 	case SYS_rt_sigaction:
 		ret = do_sigaction(g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10]);
 		break;
-	default:
-		ret = raw_syscall6(si->si_syscall, g[REG_RDI], g[REG_RSI], g[REG_RDX],
-				   g[REG_R10], g[REG_R8], g[REG_R9]);
+	default: {
+		long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
+
+		if (inline_on())
+			agent_pretouch(si->si_syscall, a);
+		ret = raw_syscall6(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+	}
 	}
 	g[REG_RAX] = ret;          /* libc's wrapper turns -errno into errno */
 	errno = saved_errno;
@@ -267,43 +271,66 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 #define OFF_IP_HI  (OFF_IP_LO + 4)
 #define OFF_ARG3   (offsetof(struct seccomp_data, args) + 3 * 8)
 
+#define MAX_FILTER 96
+
+/* Trap `nr` when libc's code makes the call. */
+static unsigned add_trap(struct sock_filter *f, unsigned n, uint32_t nr)
+{
+	f[n] = (struct sock_filter)JEQ(nr, 0, 0);      /* jt patched below */
+	return n + 1;
+}
+
 static int install_filter(const struct text_range *libc)
 {
 	uint32_t hi = (uint32_t)(libc->lo >> 32);
-	/* Inline mode also traps what frees memory; otherwise those three
-	 * compare against a number no syscall has. */
-	uint32_t none = 0xffffffffu;
-	uint32_t nr_munmap = agent.inline_mode ? SYS_munmap : none;
-	uint32_t nr_madvise = agent.inline_mode ? SYS_madvise : none;
-	uint32_t nr_mremap = agent.inline_mode ? SYS_mremap : none;
-	enum { IPCHECK = 14, ALLOW = 20 };
-#define TO(label, at) ((label) - (at) - 1)
-	struct sock_filter f[] = {
-		/* 0 */ LD_ABS(OFF_ARCH),
-		/* 1 */ JEQ(AUDIT_ARCH_X86_64, 0, TO(ALLOW, 1)),
-		/* 2 */ LD_ABS(OFF_NR),
-		/* 3 */ JEQ(SYS_brk, TO(IPCHECK, 3), 0),
-		/* 4 */ JEQ(SYS_rt_sigprocmask, TO(IPCHECK, 4), 0),
-		/* 5 */ JEQ(SYS_rt_sigaction, TO(IPCHECK, 5), 0),
-		/* 6 */ JEQ(nr_munmap, TO(IPCHECK, 6), 0),
-		/* 7 */ JEQ(nr_madvise, TO(IPCHECK, 7), 0),
-		/* 8 */ JEQ(nr_mremap, TO(IPCHECK, 8), 0),
-		/* 9 */ JEQ(SYS_mmap, 0, TO(ALLOW, 9)),
-		/* 10 */ LD_ABS(OFF_ARG3),                 /* mmap flags */
-		/* 11 */ JSET(MAP_ANONYMOUS, 0, TO(ALLOW, 11)),
-		/* 12 */ JSET(MAP_SHARED, TO(ALLOW, 12), 0), /* SHARED or SHARED_VALIDATE */
-		/* 13 */ JSET(MAP_HUGETLB | MAP_GROWSDOWN, TO(ALLOW, 13), 0),
-		/* 14 IPCHECK: only calls made by libc's code */
-		/* 14 */ LD_ABS(OFF_IP_HI),
-		/* 15 */ JEQ(hi, 0, TO(ALLOW, 15)),
-		/* 16 */ LD_ABS(OFF_IP_LO),
-		/* 17 */ JGE((uint32_t)libc->lo, 0, TO(ALLOW, 17)),
-		/* 18 */ JGE((uint32_t)libc->hi, TO(ALLOW, 18), 0),
-		/* 19 */ RET(SECCOMP_RET_TRAP),
-		/* 20 ALLOW */ RET(SECCOMP_RET_ALLOW),
-	};
+	struct sock_filter f[MAX_FILTER];
+	unsigned n = 0, first_trap, ipcheck, allow;
+
+	f[n++] = (struct sock_filter)LD_ABS(OFF_ARCH);
+	f[n++] = (struct sock_filter)JEQ(AUDIT_ARCH_X86_64, 0, 0);   /* jf: ALLOW */
+	f[n++] = (struct sock_filter)LD_ABS(OFF_NR);
+	first_trap = n;
+	n = add_trap(f, n, SYS_brk);
+	n = add_trap(f, n, SYS_rt_sigprocmask);
+	n = add_trap(f, n, SYS_rt_sigaction);
+	if (agent.inline_mode) {
+		/* What frees memory (the host's accounting) and what writes
+		 * into it from the kernel (see agent/pretouch.c). */
+		n = add_trap(f, n, SYS_munmap);
+		n = add_trap(f, n, SYS_madvise);
+		n = add_trap(f, n, SYS_mremap);
+		for (unsigned i = 0; i < agent_pretouch_n; i++)
+			n = add_trap(f, n, agent_pretouch_nrs[i]);
+	}
+	/* mmap: only private anonymous, not hugetlb or stack */
+	unsigned mmap_at = n;
+	f[n++] = (struct sock_filter)JEQ(SYS_mmap, 0, 0);            /* jf: ALLOW */
+	f[n++] = (struct sock_filter)LD_ABS(OFF_ARG3);
+	f[n++] = (struct sock_filter)JSET(MAP_ANONYMOUS, 0, 0);      /* jf: ALLOW */
+	f[n++] = (struct sock_filter)JSET(MAP_SHARED, 0, 0);         /* jt: ALLOW */
+	f[n++] = (struct sock_filter)JSET(MAP_HUGETLB | MAP_GROWSDOWN, 0, 0); /* jt: ALLOW */
+	ipcheck = n;                     /* only calls made by libc's code */
+	f[n++] = (struct sock_filter)LD_ABS(OFF_IP_HI);
+	f[n++] = (struct sock_filter)JEQ(hi, 0, 0);                  /* jf: ALLOW */
+	f[n++] = (struct sock_filter)LD_ABS(OFF_IP_LO);
+	f[n++] = (struct sock_filter)JGE((uint32_t)libc->lo, 0, 0);  /* jf: ALLOW */
+	f[n++] = (struct sock_filter)JGE((uint32_t)libc->hi, 0, 0);  /* jt: ALLOW */
+	f[n++] = (struct sock_filter)RET(SECCOMP_RET_TRAP);
+	allow = n;
+	f[n++] = (struct sock_filter)RET(SECCOMP_RET_ALLOW);
+#define TO(label, at) ((uint8_t)((label) - (at) - 1))
+	f[1].jf = TO(allow, 1);
+	for (unsigned i = first_trap; i < mmap_at; i++)
+		f[i].jt = TO(ipcheck, i);
+	f[mmap_at].jf = TO(allow, mmap_at);
+	f[mmap_at + 2].jf = TO(allow, mmap_at + 2);
+	f[mmap_at + 3].jt = TO(allow, mmap_at + 3);
+	f[mmap_at + 4].jt = TO(allow, mmap_at + 4);
+	f[ipcheck + 1].jf = TO(allow, ipcheck + 1);
+	f[ipcheck + 3].jf = TO(allow, ipcheck + 3);
+	f[ipcheck + 4].jt = TO(allow, ipcheck + 4);
 #undef TO
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	struct sock_fprog prog = { .len = (unsigned short)n, .filter = f };
 
 	/* Without CAP_SYS_ADMIN a filter needs no_new_privs (setuid programs
 	 * exec'd later then do not gain privileges). */
