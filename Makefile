@@ -34,6 +34,7 @@ LDFLAGS += $(SANFLAGS) -pthread
 
 # libusm.so: mechanism layer + framework + built-in policies (both hosts)
 LIB_SRC   := $(wildcard src/mech/*.c) $(wildcard src/ipc/*.c) $(wildcard src/core/*.c) \
+             $(wildcard src/swap/*.c) \
              src/daemon/daemon.c $(wildcard policies/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 # The preload agent never carries sanitizers: it runs inside arbitrary
@@ -52,6 +53,8 @@ BENCHES   := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 
 LIBS      := -ldl
+# io_uring for the file swap device, lz4/zstd for the compressed one.
+SWAPLIBS  := -luring -llz4 -lzstd
 
 all: $(B)/lib/libusm.so $(B)/lib/libusm-agent.so $(B)/lib/libusm-inline.so $(B)/bin/usm $(B)/bin/usmd \
      $(PROGS) $(UNITS) $(BENCHES) $(EXAMPLES) $(B)/usm.pc
@@ -66,16 +69,16 @@ $(B)/obj-agent/%.o: %.c $(wildcard include/usm/*.h) $(wildcard src/*/*.h)
 
 $(B)/lib/libusm.so: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libusm.so.1 $(LDFLAGS) $^ -o $@.1 $(LIBS)
+	$(CC) -shared -Wl,-soname,libusm.so.1 $(LDFLAGS) $^ -o $@.1 $(LIBS) $(SWAPLIBS)
 	ln -sf libusm.so.1 $@
 
 $(B)/lib/libusm-agent.so: $(AGENT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -pthread $^ -o $@ -ldl
+	$(CC) -shared -pthread $^ -o $@ -ldl -llz4 -lzstd
 
 $(B)/lib/libusm-inline.so: $(INLINE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -pthread $^ -o $@ -ldl
+	$(CC) -shared -pthread $^ -o $@ -ldl $(SWAPLIBS)
 
 RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
 

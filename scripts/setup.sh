@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
 	build-essential pkg-config  # compiler, make, pkg-config for plugins
 	libcmocka-dev               # unit tests
+	liburing-dev                # asynchronous I/O of the file swap device
+	liblz4-dev libzstd-dev      # the compressed swap device
 	python3 sqlite3 stress-ng   # real programs the functional tests run
 	util-linux                  # setpriv, for the other-uid test
 	gnuplot-nox                 # benchmark plots

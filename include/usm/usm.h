@@ -96,6 +96,7 @@ enum usm_page_state {
 	USM_PAGE_FREE = 0,    /* in the free pool */
 	USM_PAGE_TAKEN,       /* held by a policy, not mapped yet */
 	USM_PAGE_MAPPED,      /* mapped into usm_page.proc at usm_page.vaddr */
+	USM_PAGE_EVICTING,    /* being written to a swap device */
 };
 
 /*
@@ -108,6 +109,7 @@ struct usm_page {
 	uint64_t vaddr;               /* where it is mapped (MAPPED only) */
 	uint32_t state;               /* enum usm_page_state */
 	uint32_t policy_flags;        /* free for the policy */
+	uint32_t fw_flags;            /* framework-private (USM_PG_*) */
 	struct usm_list_head list;    /* free for the policy */
 	struct usm_list_head list2;   /* free for the policy */
 	void *priv;                   /* free for the policy */
@@ -281,18 +283,57 @@ struct usm_alloc_policy_ops {
 };
 
 /*
- * Swap (eviction) policy.  Declared so policies can be written against a
- * stable layout; the instance does not call it yet.
+ * Swap (eviction) policy: which mapped frames leave memory when the budget
+ * runs short, and how much to bring back on a swap-in.  One per instance
+ * (`swap_policy <name>` in the config, FIFO by default).
+ *
+ * The framework tells the policy about every frame that becomes evictable
+ * (usm_page_mapped) and every one that stops being so (usm_page_unmapped:
+ * freed, evicted, its process exited); the policy keeps them on its own
+ * lists through usm_page.list2 (usm_page.list belongs to the allocation
+ * policy).  Victims are chosen by usm_evict_fallback when free frames fall
+ * below the low watermark, and by cond_swap_out on every reclaimer tick;
+ * the framework then writes them to a swap device and unmaps them, off the
+ * fault path.  A chosen victim is unmapped from the policy first
+ * (usm_page_unmapped is not called again for it).  Every callback runs
+ * under the policy lock and must not block.
  */
 struct usm_swap_policy_ops {
 	int (*usm_init)(void);
-	/* Swap-in of an evicted page (a fault with ev->offst = slot). */
-	int (*usm_swap)(struct usm_event *ev);
-	/* Proactive eviction: return how many frames were queued for swap-out. */
-	int (*cond_swap_out)(unsigned want);
-	/* Pick victims when the budget is full. */
-	int (*usm_evict_fallback)(unsigned want);
+	void (*usm_exit)(void);
+	/* pg was mapped (first touch or swap-in) and may now be evicted. */
+	void (*usm_page_mapped)(struct usm_page *pg);
+	/* pg is no longer evictable: unlink it from the policy's lists. */
+	void (*usm_page_unmapped)(struct usm_page *pg);
+	/*
+	 * Memory is short: put up to `want` victims in out[] and return how
+	 * many.  Victims must be frames handed to usm_page_mapped and not yet
+	 * unmapped; return fewer (or 0) when nothing more can go.
+	 */
+	unsigned (*usm_evict_fallback)(struct usm_page **out, unsigned want);
+	/* Proactive eviction, called on every reclaimer tick (NULL: none):
+	 * same contract as usm_evict_fallback, at most `max` victims. */
+	unsigned (*cond_swap_out)(struct usm_page **out, unsigned max);
+	/*
+	 * A fault on a swapped-out page (ev->vaddr; ev->offst is its slot).
+	 * Return how many pages to swap in, >= 1, counting from the aligned
+	 * group of that many around the fault (a power of two, at most
+	 * USM_RESOLVE_MAX): neighbours that are swapped out come in with it
+	 * (prefetch).  NULL: 1.
+	 */
+	unsigned (*usm_swap)(struct usm_event *ev);
 };
+
+/*
+ * Access information for eviction: was pg's page accessed (read or
+ * written) since the last call for it?  Clears the answer.  The framework
+ * learns it off the fault path (see docs/eviction.md); a frame mapped
+ * since the last call counts as accessed.
+ */
+bool usm_page_referenced(struct usm_page *pg);
+/* Is pg's page pinned (cannot be evicted: e.g. its mapping is read-only)?
+ * The framework sets it when an eviction fails for good. */
+bool usm_page_pinned(const struct usm_page *pg);
 
 int usm_register_alloc_policy(const struct usm_alloc_policy_ops *ops,
 			      const char *name, bool is_default);

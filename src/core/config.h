@@ -20,6 +20,15 @@
  *   oom kernel|kill|wait             default action when the budget is full
  *   plugin <path.so>                 load policies from a shared object
  *   set <key> <value>                a policy parameter (usm_config_get)
+ * and for eviction (docs/eviction.md):
+ *   swapdev file <path> <size> [priority=N] [direct]
+ *   swapdev zmem - <size> [priority=N] [codec=lz4|zstd]
+ *                                    a swap device (sizes take K/M/G)
+ *   swap_policy <name>               eviction policy (fifo)
+ *   watermarks <low%> <high%>        reclaim when free frames < low% of
+ *                                    the budget, until >= high%
+ *   limit <comm> <MiB>               frames one process may hold
+ *   trace <comm> <file>              record comm's fault/eviction trace
  */
 #ifndef USM_CORE_CONFIG_H
 #define USM_CORE_CONFIG_H
@@ -29,6 +38,7 @@
 #include <stdint.h>
 
 #include <usm/usm.h>
+#include "swap/swapdev.h"
 
 #define USM_NAME_MAX 32
 #define USM_COMM_MAX 16
@@ -65,6 +75,16 @@ struct usm_cfg_set {
 	char value[128];
 };
 
+struct usm_cfg_limit {
+	char comm[USM_COMM_MAX];
+	uint64_t mib;
+};
+
+struct usm_cfg_trace {
+	char comm[USM_COMM_MAX];
+	char path[256];
+};
+
 struct usm_config {
 	char source[256];           /* file name, for messages */
 	uint64_t memory_mib;
@@ -81,6 +101,14 @@ struct usm_config {
 	struct usm_cfg_threshold *thresh;   size_t nthresh;  /* sorted by pct */
 	struct usm_cfg_set *sets;           size_t nsets;
 	char **plugins;                     size_t nplugins;
+
+	/* eviction */
+	struct usm_swapdev_cfg swapdevs[USM_SWAP_MAX_DEVS];  unsigned nswapdevs;
+	char swap_policy[USM_NAME_MAX];
+	int swap_policy_line;
+	unsigned wm_low_pct, wm_high_pct;   /* of the budget, free frames */
+	struct usm_cfg_limit *limits;       size_t nlimits;
+	struct usm_cfg_trace *traces;       size_t ntraces;
 };
 
 /* Defaults: 4096 MiB, 1 worker, 4 KiB pages, blocking, oom kernel, first_fit. */
@@ -110,6 +138,10 @@ int usm_config_priority_for(const struct usm_config *cfg, const char *comm);
 const char *usm_config_lookup(const struct usm_config *cfg, const char *key);
 /* v as a whole number (def if v is NULL); logs "what: ..." and sets *err if bad. */
 long long usm_config_int_value(const char *v, const char *what, long long def, int *err);
+/* comm's `limit` in frames, 0 for none. */
+uint64_t usm_config_limit_for(const struct usm_config *cfg, const char *comm);
+/* comm's `trace` file, or NULL. */
+const char *usm_config_trace_for(const struct usm_config *cfg, const char *comm);
 /* Is comm's memory handled in-process (`host inline`, or host=inline)? */
 bool usm_config_inline_for(const struct usm_config *cfg, const char *comm);
 /*

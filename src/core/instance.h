@@ -63,6 +63,7 @@ struct usm_process {
 	bool exiting;                     /* usm_process_exit called (policy lock) */
 	bool dead;                        /* torn down; waiting to be freed */
 	bool inline_host;                 /* faults handled in the process */
+	struct usm_trace *trace;          /* `trace` recording, or NULL */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	struct usm_list_head leased;      /* inline: frames lent to it */
 	uint64_t nleased;

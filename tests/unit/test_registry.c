@@ -124,7 +124,7 @@ static void test_register_ok(void **state)
 	assert_non_null(strstr(names, ", unit_a2, unit_b"));
 }
 
-static int swap_in(struct usm_event *ev) { (void)ev; return 0; }
+static unsigned swap_in(struct usm_event *ev) { (void)ev; return 1; }
 static const struct usm_swap_policy_ops swap_ops = { .usm_swap = swap_in };
 
 static void test_register_swap(void **state)
