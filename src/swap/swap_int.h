@@ -24,9 +24,10 @@
 struct swap_dev;
 
 struct swap_dev_ops {
-	/* Open the device: set fd, nslots, bytes_total, space_unit, priv. */
+	/* Open the device; on success call usm_swap_dev_opened. */
 	int (*open)(struct swap_dev *d, char *err, size_t errlen);
-	void (*close)(struct swap_dev *d);
+	/* Release what open set up (its priv). */
+	void (*close)(void *priv);
 	/*
 	 * Write pages[i] (n <= USM_SWAP_BATCH) for slot ids slots[i]; set
 	 * out[i].off, .len, .codec, or .len = 0 for a page not stored (that
@@ -49,7 +50,7 @@ struct swap_dev {
 	struct usm_swapdev_cfg cfg;
 	unsigned index;
 	size_t page_size;
-	/* set by ops->open */
+	/* set by ops->open through usm_swap_dev_opened */
 	int fd;                     /* what the agent reads (usm_swap_dev_fd) */
 	uint32_t nslots;            /* slot ids 0 .. nslots-1 */
 	uint64_t bytes_total;
@@ -63,6 +64,14 @@ struct swap_dev {
 	uint32_t next_unused;       /* ids >= this were never used */
 	struct usm_swap_stats st;
 };
+
+/*
+ * What a device's open found: its state, the fd the agent reads, how many
+ * slot ids it has (capped at 2^32-1) and the bytes each stands for (device
+ * space = slots * bytes_per_slot), and the unit its space is counted in.
+ */
+void usm_swap_dev_opened(struct swap_dev *d, void *priv, int fd, uint64_t slots,
+			 uint64_t bytes_per_slot, uint32_t space_unit);
 
 /*
  * Decode one stored page from src (loc->len bytes) into page: memcpy,
