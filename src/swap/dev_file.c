@@ -301,8 +301,10 @@ static int device_bytes(int fd, const struct swap_dev *d, uint64_t *bytes, char 
 	return 0;
 }
 
-static void file_free(struct file_dev *f)
+static void file_close(void *priv)
 {
+	struct file_dev *f = priv;
+
 	if (f->have_ring)
 		io_uring_queue_exit(&f->ring);
 	if (f->wfd >= 0)
@@ -334,7 +336,7 @@ static int open_fds(struct file_dev *f, const struct swap_dev *d, char *err, siz
 static int file_open(struct swap_dev *d, char *err, size_t errlen)
 {
 	struct file_dev *f = calloc(1, sizeof(*f));
-	uint64_t bytes = 0, slots;
+	uint64_t bytes = 0;
 	int ret;
 
 	if (!f)
@@ -352,7 +354,7 @@ static int file_open(struct swap_dev *d, char *err, size_t errlen)
 			ret = usm_swap_fail(err, errlen, -ENOMEM, "bounce buffer");
 	}
 	if (ret) {
-		file_free(f);
+		file_close(f);
 		return ret;
 	}
 	ret = io_uring_queue_init(USM_SWAP_BATCH, &f->ring, 0);
@@ -361,22 +363,11 @@ static int file_open(struct swap_dev *d, char *err, size_t errlen)
 		usm_log(USM_LOG_WARN, "swap: io_uring not available (%s); %s uses "
 			"synchronous I/O", strerror(-ret), d->cfg.path);
 
-	slots = bytes / d->page_size;
-	d->nslots = slots > UINT32_MAX ? UINT32_MAX : (uint32_t)slots;
-	d->bytes_total = (uint64_t)d->nslots * d->page_size;
-	d->space_unit = (uint32_t)d->page_size;
-	d->fd = f->rfd;
-	d->priv = f;
+	usm_swap_dev_opened(d, f, f->rfd, bytes / d->page_size, d->page_size,
+			    (uint32_t)d->page_size);
 	return 0;
 }
 
-static void file_close(struct swap_dev *d)
-{
-	if (d->priv)
-		file_free(d->priv);
-	d->priv = NULL;
-	d->fd = -1;
-}
 
 const struct swap_dev_ops usm_swap_file_ops = {
 	.open = file_open,

@@ -258,8 +258,10 @@ static void zmem_release(struct swap_dev *d, const struct usm_swap_loc *rec)
 	pthread_mutex_unlock(&z->alloc_lock);
 }
 
-static void zmem_free(struct zmem_dev *z)
+static void zmem_close(void *priv)
 {
+	struct zmem_dev *z = priv;
+
 	if (z->map)
 		munmap(z->map, z->size);
 	if (z->free_edges)
@@ -312,7 +314,6 @@ static int memfd_init(struct zmem_dev *z, char *err, size_t errlen)
 static int zmem_open(struct swap_dev *d, char *err, size_t errlen)
 {
 	struct zmem_dev *z;
-	uint64_t slots;
 	int ret;
 
 	if (d->cfg.size < d->page_size)
@@ -333,26 +334,14 @@ static int zmem_open(struct swap_dev *d, char *err, size_t errlen)
 	if (!ret)
 		ret = memfd_init(z, err, errlen);
 	if (ret) {
-		zmem_free(z);
+		zmem_close(z);
 		return ret;
 	}
 	/* One slot per smallest chunk: the most pages the device can hold. */
-	slots = z->size / ZMEM_UNIT;
-	d->nslots = slots > UINT32_MAX ? UINT32_MAX : (uint32_t)slots;
-	d->bytes_total = z->size;
-	d->space_unit = ZMEM_UNIT;
-	d->fd = z->memfd;
-	d->priv = z;
+	usm_swap_dev_opened(d, z, z->memfd, z->size / ZMEM_UNIT, ZMEM_UNIT, ZMEM_UNIT);
 	return 0;
 }
 
-static void zmem_close(struct swap_dev *d)
-{
-	if (d->priv)
-		zmem_free(d->priv);
-	d->priv = NULL;
-	d->fd = -1;
-}
 
 const struct swap_dev_ops usm_swap_zmem_ops = {
 	.open = zmem_open,

@@ -157,14 +157,29 @@ static void sort_by_priority(void)
 	}
 }
 
+void usm_swap_dev_opened(struct swap_dev *d, void *priv, int fd, uint64_t slots,
+			 uint64_t bytes_per_slot, uint32_t space_unit)
+{
+	d->priv = priv;
+	d->fd = fd;
+	d->nslots = slots > UINT32_MAX ? UINT32_MAX : (uint32_t)slots;
+	d->bytes_total = d->nslots * bytes_per_slot;
+	d->space_unit = space_unit;
+}
+
+static void dev_close(struct swap_dev *d)
+{
+	if (d->priv)
+		d->ops->close(d->priv);
+	d->priv = NULL;
+	d->fd = -1;
+	tables_free(d);
+}
+
 static void close_devs(void)
 {
-	for (unsigned i = 0; i < set.ndevs; i++) {
-		struct swap_dev *d = &set.devs[i];
-
-		d->ops->close(d);
-		tables_free(d);
-	}
+	for (unsigned i = 0; i < set.ndevs; i++)
+		dev_close(&set.devs[i]);
 	memset(set.devs, 0, sizeof(set.devs));
 	set.ndevs = 0;
 }
@@ -181,9 +196,7 @@ static int open_dev(struct swap_dev *d, char *err, size_t errlen)
 		ret = usm_swap_fail(why, sizeof(why), -ENOMEM, "slot tables of %u slots",
 				    d->nslots);
 	if (ret) {
-		if (d->priv)
-			d->ops->close(d);
-		tables_free(d);
+		dev_close(d);
 		snprintf(err, errlen, "swapdev %s %s (line %d): %s", d->cfg.kind,
 			 d->cfg.path[0] ? d->cfg.path : "-", d->cfg.line, why);
 		return ret;
@@ -459,40 +472,52 @@ static struct swap_dev *lookup_or_warn(const struct usm_swap_loc *loc, const cha
 	return d;
 }
 
-void usm_swap_ref(const struct usm_swap_loc *loc)
+static void slot_ref(struct swap_dev *d, const struct usm_swap_loc *loc)
+{
+	if (d->refs[loc->slot] == UINT32_MAX)
+		usm_log(USM_LOG_ERROR, "swap: slot %u of device %u has 2^32-1 references; "
+			"not counting more", loc->slot, loc->dev);
+	else
+		d->refs[loc->slot]++;
+}
+
+static void slot_unref(struct swap_dev *d, const struct usm_swap_loc *loc)
+{
+	if (--d->refs[loc->slot])
+		return;
+	if (d->ops->release)
+		d->ops->release(d, loc);
+	d->st.freed++;
+	d->st.raw_bytes -= d->page_size;
+	d->st.stored_bytes -= loc->len;
+	d->st.bytes_used -= space_of(d, loc->len);
+	slot_put_back(d, loc->slot);
+}
+
+/* One reference more (up) or less; a loc with len 0 has none. */
+static void ref_change(const struct usm_swap_loc *loc, bool up)
 {
 	struct swap_dev *d;
 
 	if (loc->len == 0)
 		return;
 	pthread_mutex_lock(&set.lock);
-	d = lookup_or_warn(loc, "ref");
-	if (d && d->refs[loc->slot] == UINT32_MAX)
-		usm_log(USM_LOG_ERROR, "swap: slot %u of device %u has 2^32-1 references; "
-			"not counting more", loc->slot, loc->dev);
+	d = lookup_or_warn(loc, up ? "ref" : "unref");
+	if (d && up)
+		slot_ref(d, loc);
 	else if (d)
-		d->refs[loc->slot]++;
+		slot_unref(d, loc);
 	pthread_mutex_unlock(&set.lock);
+}
+
+void usm_swap_ref(const struct usm_swap_loc *loc)
+{
+	ref_change(loc, true);
 }
 
 void usm_swap_unref(const struct usm_swap_loc *loc)
 {
-	struct swap_dev *d;
-
-	if (loc->len == 0)
-		return;
-	pthread_mutex_lock(&set.lock);
-	d = lookup_or_warn(loc, "unref");
-	if (d && --d->refs[loc->slot] == 0) {
-		if (d->ops->release)
-			d->ops->release(d, loc);
-		d->st.freed++;
-		d->st.raw_bytes -= d->page_size;
-		d->st.stored_bytes -= loc->len;
-		d->st.bytes_used -= space_of(d, loc->len);
-		slot_put_back(d, loc->slot);
-	}
-	pthread_mutex_unlock(&set.lock);
+	ref_change(loc, false);
 }
 
 /* ---- stats ------------------------------------------------------------ */
