@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -656,6 +657,72 @@ static void test_stats_ratio(void **state)
 	finish();
 }
 
+/* ---- threads ------------------------------------------------------------ */
+
+#define THREADS 4
+#define T_ROUNDS 30
+#define T_PAGES 50
+
+/* One thread's life: store, take a second reference, load and compare,
+ * drop both references; all while the others do the same. */
+static void *thread_body(void *arg)
+{
+	unsigned t = (unsigned)(uintptr_t)arg;
+	struct usm_swap_loc locs[T_PAGES];
+	unsigned char *got = aligned_alloc(PS, PS);
+	struct pages pg;
+	uintptr_t bad = 0;
+
+	pages_make(&pg, T_PAGES, 0, 0);
+	for (unsigned r = 0; r < T_ROUNDS && !bad; r++) {
+		for (unsigned i = 0; i < T_PAGES; i++)
+			fill_page(pg.p[i], i, 1000 * t + r + 1);
+		if (usm_swap_store((const void *const *)pg.p, T_PAGES, locs) != T_PAGES)
+			bad = 1;
+		for (unsigned i = 0; i < T_PAGES && !bad; i++) {
+			usm_swap_ref(&locs[i]);
+			if (usm_swap_load(&locs[i], 1, (void *const *)&got) ||
+			    memcmp(got, pg.p[i], PS))
+				bad = 2;
+		}
+		for (unsigned i = 0; i < T_PAGES; i++) {
+			usm_swap_unref(&locs[i]);
+			usm_swap_unref(&locs[i]);
+		}
+	}
+	pages_free(&pg);
+	free(got);
+	return (void *)bad;
+}
+
+static void test_threads(void **state)
+{
+	struct usm_swapdev_cfg c[2] = {
+		file_cfg("threads.swap", THREADS * T_PAGES * PS, 0, true),
+		zmem_cfg(THREADS * T_PAGES * PS, 0, USM_CODEC_ZSTD),
+	};
+	pthread_t th[THREADS];
+	struct usm_swap_stats st;
+
+	init_ok(c, 2);
+	for (unsigned t = 0; t < THREADS; t++)
+		assert_int_equal(pthread_create(&th[t], NULL, thread_body, (void *)(uintptr_t)t), 0);
+	for (unsigned t = 0; t < THREADS; t++) {
+		void *bad;
+
+		assert_int_equal(pthread_join(th[t], &bad), 0);
+		assert_int_equal((uintptr_t)bad, 0);
+	}
+	usm_swap_stats(-1, &st);
+	assert_int_equal(st.stored, THREADS * T_ROUNDS * T_PAGES);
+	assert_int_equal(st.freed, THREADS * T_ROUNDS * T_PAGES);
+	usm_swap_stats(0, &st);             /* round robin used both devices */
+	assert_true(st.stored > 0);
+	usm_swap_stats(1, &st);
+	assert_true(st.stored > 0);
+	finish();
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static void test_init_errors(void **state)
@@ -732,6 +799,7 @@ int main(void)
 		cmocka_unit_test(test_round_robin),
 		cmocka_unit_test(test_zmem_reuse),
 		cmocka_unit_test(test_stats_ratio),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_init_errors),
 		cmocka_unit_test(test_read_loc_rejects),
 	};
