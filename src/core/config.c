@@ -44,6 +44,8 @@ void usm_config_defaults(struct usm_config *cfg)
 	cfg->page_size = 4096;
 	cfg->oom = USM_OOM_KERNEL;
 	snprintf(cfg->default_policy, sizeof(cfg->default_policy), "first_fit");
+	cfg->wm_low_pct = 2;
+	cfg->wm_high_pct = 4;
 }
 
 /* Parse a whole decimal number in [min, max]. */
@@ -283,6 +285,63 @@ static int d_set(struct parse_ctx *pc, int argc, char **argv)
 	return copy_name(pc, "set value", s->value, sizeof(s->value), argv[2]);
 }
 
+static int d_swapdev(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_swapdev_cfg *d;
+	char why[192];
+
+	if (pc->cfg->nswapdevs == USM_SWAP_MAX_DEVS)
+		return fail(pc, "swapdev: at most %d devices", USM_SWAP_MAX_DEVS);
+	d = &pc->cfg->swapdevs[pc->cfg->nswapdevs];
+	if (usm_swapdev_parse(argv + 1, argc - 1, d, why, sizeof(why)))
+		return fail(pc, "swapdev: %s", why);
+	d->line = where(pc);
+	pc->cfg->nswapdevs++;
+	return 0;
+}
+
+static int d_swap_policy(struct parse_ctx *pc, int argc, char **argv)
+{
+	pc->cfg->swap_policy_line = where(pc);
+	return copy_name(pc, "swap policy name", pc->cfg->swap_policy,
+			 sizeof(pc->cfg->swap_policy), argv[1]);
+}
+
+static int d_watermarks(struct parse_ctx *pc, int argc, char **argv)
+{
+	long long lo, hi;
+
+	if (parse_num(pc, "watermarks <low%>", argv[1], 0, 50, &lo) ||
+	    parse_num(pc, "watermarks <high%>", argv[2], 1, 50, &hi))
+		return -1;
+	if (hi < lo)
+		return fail(pc, "watermarks: high (%lld%%) is below low (%lld%%)", hi, lo);
+	pc->cfg->wm_low_pct = (unsigned)lo;
+	pc->cfg->wm_high_pct = (unsigned)hi;
+	return 0;
+}
+
+static int d_limit(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_limit *l;
+	long long v;
+
+	if (parse_num(pc, "limit <name> <MiB>", argv[2], 1, 1LL << 30, &v))
+		return -1;
+	l = PUSH(pc, pc->cfg->limits, pc->cfg->nlimits);
+	l->mib = (uint64_t)v;
+	return copy_name(pc, "process name", l->comm, sizeof(l->comm), argv[1]);
+}
+
+static int d_trace(struct parse_ctx *pc, int argc, char **argv)
+{
+	struct usm_cfg_trace *t = PUSH(pc, pc->cfg->traces, pc->cfg->ntraces);
+
+	if (copy_name(pc, "process name", t->comm, sizeof(t->comm), argv[1]))
+		return -1;
+	return copy_name(pc, "trace file", t->path, sizeof(t->path), argv[2]);
+}
+
 struct directive {
 	const char *name;
 	int min_args, max_args;       /* not counting the name itself */
@@ -303,6 +362,11 @@ static const struct directive directives[] = {
 	{ "threshold", 2, 2, "threshold <pct> <policy>", d_threshold },
 	{ "plugin",    1, 1, "plugin <path.so>", d_plugin },
 	{ "set",       2, 2, "set <key> <value>", d_set },
+	{ "swapdev",   2, 6, "swapdev file|zmem <path|-> <size> [option]...", d_swapdev },
+	{ "swap_policy", 1, 1, "swap_policy <name>", d_swap_policy },
+	{ "watermarks", 2, 2, "watermarks <low%> <high%>", d_watermarks },
+	{ "limit",     2, 2, "limit <name> <MiB>", d_limit },
+	{ "trace",     2, 2, "trace <name> <file>", d_trace },
 };
 
 static int tokenize(char *line, char **tok)
@@ -340,7 +404,8 @@ static int parse_line(struct parse_ctx *pc, char *line)
 		return d->fn(pc, n, tok);
 	}
 	return fail(pc, "unknown directive '%s' (expected one of memory, workers, page, "
-		    "mode, host, oom, policy, process, priority, threshold, plugin, set)", tok[0]);
+		    "mode, host, oom, policy, process, priority, threshold, plugin, set, swapdev, "
+		    "swap_policy, watermarks, limit, trace)", tok[0]);
 }
 
 int usm_config_parse(struct usm_config *cfg, const char *text, const char *source,
@@ -471,6 +536,26 @@ int usm_config_priority_for(const struct usm_config *cfg, const char *comm)
 	return prio;
 }
 
+uint64_t usm_config_limit_for(const struct usm_config *cfg, const char *comm)
+{
+	uint64_t mib = 0;
+
+	for (size_t i = 0; i < cfg->nlimits; i++)
+		if (!strcmp(cfg->limits[i].comm, comm))
+			mib = cfg->limits[i].mib;
+	return mib * (1024 * 1024 / cfg->page_size);
+}
+
+const char *usm_config_trace_for(const struct usm_config *cfg, const char *comm)
+{
+	const char *path = NULL;
+
+	for (size_t i = 0; i < cfg->ntraces; i++)
+		if (!strcmp(cfg->traces[i].comm, comm))
+			path = cfg->traces[i].path;
+	return path;
+}
+
 const char *usm_config_lookup(const struct usm_config *cfg, const char *key)
 {
 	for (size_t i = 0; i < cfg->nsets; i++)
@@ -488,6 +573,11 @@ void usm_config_free(struct usm_config *cfg)
 	free(cfg->prios);
 	free(cfg->thresh);
 	free(cfg->sets);
+	free(cfg->limits);
+	free(cfg->traces);
+	cfg->limits = NULL;
+	cfg->traces = NULL;
+	cfg->nlimits = cfg->ntraces = 0;
 	cfg->plugins = NULL;
 	cfg->procs = NULL;
 	cfg->prios = NULL;
