@@ -20,6 +20,23 @@ struct usm_pagemap {
 	uint64_t nodes;     /* nodes allocated, for the stats */
 };
 
+/*
+ * An entry is a frame descriptor (8-byte aligned) or, with bit 0 set, the
+ * index of a swapped-out page in the process's swap table (core/evict.c).
+ */
+static inline int usm_pm_is_swap(const struct usm_page *v)
+{
+	return ((uintptr_t)v & 1) != 0;
+}
+static inline uint64_t usm_pm_swap_idx(const struct usm_page *v)
+{
+	return (uintptr_t)v >> 1;
+}
+static inline struct usm_page *usm_pm_swap_tag(uint64_t idx)
+{
+	return (struct usm_page *)(uintptr_t)((idx << 1) | 1);
+}
+
 void usm_pagemap_init(struct usm_pagemap *pm);
 struct usm_page *usm_pagemap_get(const struct usm_pagemap *pm, uint64_t vaddr);
 /* Returns 0, or -1 if memory for a node could not be had. */

@@ -11,8 +11,7 @@ static struct usm_policy alloc_policies[MAX_POLICIES];
 static size_t n_alloc;
 static int default_alloc = -1;
 
-static const struct usm_swap_policy_ops *swap_policies[MAX_POLICIES];
-static char swap_names[MAX_POLICIES][32];
+static struct usm_swap_policy swap_policies[MAX_POLICIES];
 static size_t n_swap;
 
 int usm_register_alloc_policy(const struct usm_alloc_policy_ops *ops,
@@ -44,13 +43,44 @@ int usm_register_alloc_policy(const struct usm_alloc_policy_ops *ops,
 int usm_register_swap_policy(const struct usm_swap_policy_ops *ops,
 			     const char *name, bool is_default)
 {
-	if (!ops || !name || !*name || strlen(name) >= 32 || n_swap == MAX_POLICIES)
+	if (!ops || !name || !*name || strlen(name) >= 32 || n_swap == MAX_POLICIES) {
+		usm_log(USM_LOG_ERROR, "swap policy registration refused: %s",
+			!ops ? "no ops" : n_swap == MAX_POLICIES ? "registry full"
+				: "name must be 1-31 characters");
 		return USM_EINVAL;
-	swap_policies[n_swap] = ops;
-	snprintf(swap_names[n_swap], sizeof(swap_names[n_swap]), "%s", name);
+	}
+	if (!ops->usm_evict_fallback || !ops->usm_page_mapped || !ops->usm_page_unmapped) {
+		usm_log(USM_LOG_ERROR, "swap policy '%s' refused: usm_page_mapped, "
+			"usm_page_unmapped and usm_evict_fallback are required", name);
+		return USM_EINVAL;
+	}
+	if (usm_registry_find_swap(name)) {
+		usm_log(USM_LOG_ERROR, "swap policy '%s' is already registered", name);
+		return USM_EINVAL;
+	}
+	snprintf(swap_policies[n_swap].name, sizeof(swap_policies[n_swap].name), "%s", name);
+	swap_policies[n_swap].ops = ops;
 	n_swap++;
 	(void)is_default;
 	return USM_OK;
+}
+
+struct usm_swap_policy *usm_registry_find_swap(const char *name)
+{
+	for (size_t i = 0; i < n_swap; i++)
+		if (!strcmp(swap_policies[i].name, name))
+			return &swap_policies[i];
+	return NULL;
+}
+
+void usm_registry_swap_names(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n_swap && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
+					swap_policies[i].name);
 }
 
 struct usm_policy *usm_registry_find_alloc(const char *name)

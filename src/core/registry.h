@@ -15,7 +15,16 @@ struct usm_policy {
 	int initialised;
 };
 
+struct usm_swap_policy {
+	char name[32];
+	const struct usm_swap_policy_ops *ops;
+	int initialised;
+};
+
 struct usm_policy *usm_registry_find_alloc(const char *name);
+struct usm_swap_policy *usm_registry_find_swap(const char *name);
+/* Comma-separated names of the swap policies. */
+void usm_registry_swap_names(char *buf, size_t len);
 /* The policy registered with is_default (or the first one). */
 struct usm_policy *usm_registry_default_alloc(void);
 /* Comma-separated names of the allocation policies. */

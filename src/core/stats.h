@@ -38,6 +38,12 @@ struct usm_counters {
 	_Atomic uint64_t kernel_pages;    /* pages handed to the kernel by OOM */
 	_Atomic uint64_t eexist;          /* pages found already present */
 	_Atomic uint64_t huge_pages;      /* 2 MiB pages mapped whole (PMD) */
+	_Atomic uint64_t evicted;         /* pages written out and unmapped */
+	_Atomic uint64_t swapin_faults;   /* faults on swapped-out pages */
+	_Atomic uint64_t swapped_in;      /* pages brought back, incl. prefetch */
+	_Atomic uint64_t swapcache_hits;  /* faults served from pages in flight */
+	_Atomic uint64_t swapped_now;     /* pages swapped out right now */
+	_Atomic uint64_t evict_failed;    /* victims that could not be evicted */
 };
 
 static inline void usm_count(_Atomic uint64_t *c, uint64_t n)

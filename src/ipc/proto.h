@@ -16,8 +16,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "swap/swapdev.h"
+
 #define USM_PROTO_MAGIC   0x314d5355u   /* "USM1" */
-#define USM_PROTO_VERSION 2
+#define USM_PROTO_VERSION 3
 
 enum usm_msg_type {
 	USM_MSG_HELLO = 1,     /* agent -> daemon, + uffd */
@@ -35,6 +37,10 @@ enum usm_msg_type {
 	USM_MSG_OOM,           /* agent -> daemon: budget exhausted, decide */
 	USM_MSG_STATS_PUSH,    /* agent -> daemon: the process's counters */
 	USM_MSG_POOL_READY,    /* agent -> daemon, + the pool's memfd */
+	/* Eviction (daemon host): */
+	USM_MSG_EVICT_SETUP,   /* daemon -> agent after ACK, + the channel memfd */
+	USM_MSG_SWAPDEV,       /* daemon -> agent, + one swap device's fd */
+	USM_MSG_FORK_PREPARE,  /* agent -> daemon (own connection), before fork */
 };
 
 struct usm_msg {
@@ -56,17 +62,18 @@ struct usm_msg_hello {
 	int32_t pid;
 	int32_t ppid;
 	uint32_t flags;
-	uint32_t reserved;
+	uint32_t fork_token;        /* FORKED: FORK_PREPARE's answer, or 0 */
 	uint64_t features;          /* what UFFDIO_API granted */
 	char comm[16];
 	char policy[32];            /* requested policy, "" for the config's */
 };
 
 #define USM_ACK_WANT_POOL (1u << 0)   /* HELLO's ACK: set up the 2 MiB pool */
+#define USM_ACK_EVICT     (1u << 1)   /* HELLO's ACK: EVICT_SETUP follows */
 
 struct usm_msg_ack {
 	struct usm_msg h;
-	int32_t status;             /* 0 or -errno */
+	int32_t status;             /* 0 or -errno; FORK_PREPARE: the token */
 	uint32_t flags;             /* USM_ACK_* */
 	char error[224];
 };
@@ -105,6 +112,8 @@ struct usm_stat_counters {
 	uint64_t rss_anon_peak_pages;   /* largest RssAnon seen (procs only) */
 	uint64_t usm_pages_at_peak;     /* frames held at that moment */
 	uint64_t bloat_pages;           /* mapped ahead, never touched (sampled) */
+	uint64_t evicted, swapin_faults, swapped_in, swapcache_hits;
+	uint64_t swapped_now, evict_failed;
 };
 
 struct usm_stat_proc {
@@ -131,6 +140,10 @@ struct usm_stat_instance {
 	char default_policy[32];
 	char active_policy[32];         /* after `threshold` switching */
 	char oom[16];
+	char swap_policy[32];           /* "" when no swap device */
+	uint32_t swap_devs;
+	uint32_t reserved2;
+	struct usm_swap_stats swap;     /* summed over the devices */
 	struct usm_stat_counters c;     /* instance totals (incl. exited) */
 };
 
@@ -187,6 +200,82 @@ struct usm_msg_pool_ready {
 	struct usm_msg h;
 	uint64_t base;
 	uint32_t nslots;
+	uint32_t reserved;
+};
+
+/*
+ * The eviction channel of one process (daemon host), in a memfd the
+ * daemon creates and the agent maps:
+ *
+ *   [struct usm_evict_chan][outbox: nreq pages][swap table: ncap entries]
+ *
+ * Swap-out: the daemon writes victims into req[] (QUEUED) and bumps
+ * `kick`; the agent's evictor thread moves each page out of the program
+ * with UFFDIO_MOVE (atomic: the page is missing from then on, and no
+ * thread can change it behind us), copies it into the request's outbox
+ * page and marks it COPIED (or GONE: not there; PINNED: cannot be moved).
+ * The daemon stores COPIED pages on a swap device, records them in the
+ * swap table and frees the request.
+ *
+ * The swap table says where every swapped-out page of the process is:
+ * entry i holds a device location and, last (release), the page's
+ * address; vaddr 0 means unused.  If the instance dies, the agent reads
+ * every entry back from the devices' fds (and COPIED outbox pages) and
+ * puts it in place before it hands the memory to the kernel: nothing is
+ * lost (DESIGN.md §5).
+ */
+#define USM_EVICT_MAGIC 0x54434956u       /* "VICT" */
+#define USM_EVICT_REQS  256
+#define USM_EVICT_TABLE (1u << 22)        /* swapped pages per process */
+
+enum usm_evict_state {
+	USM_EV_FREE = 0,
+	USM_EV_QUEUED,      /* daemon: move this page out */
+	USM_EV_MOVING,      /* agent: taken, being moved */
+	USM_EV_COPIED,      /* agent: moved; content in the outbox page */
+	USM_EV_GONE,        /* agent: no page at vaddr (freed or moved) */
+	USM_EV_PINNED,      /* agent: the kernel refuses to move it */
+};
+
+struct usm_evict_req {
+	_Atomic uint32_t state;
+	uint32_t reserved;
+	uint64_t vaddr;
+};
+
+struct usm_swap_ent {
+	_Atomic uint64_t vaddr;           /* 0: unused */
+	struct usm_swap_loc loc;
+};
+
+struct usm_evict_chan {
+	uint32_t magic;
+	uint32_t nreq;
+	uint64_t page_size;
+	uint64_t outbox_off, table_off;   /* byte offsets in the memfd */
+	uint64_t table_cap;
+	_Atomic uint64_t table_hwm;       /* entries ever used: scan no further */
+	uint64_t size;                    /* of the memfd */
+	_Atomic uint32_t kick;            /* futex: daemon queued requests */
+	_Atomic uint32_t done;            /* bumped by the agent after a batch */
+	struct usm_evict_req req[USM_EVICT_REQS];
+};
+
+struct usm_msg_evict_setup {
+	struct usm_msg h;
+	uint32_t ndevs;                   /* SWAPDEV messages that follow */
+	uint32_t reserved;
+};
+
+struct usm_msg_swapdev {
+	struct usm_msg h;
+	uint32_t dev;                     /* index in usm_swap_loc.dev */
+	uint32_t reserved;
+};
+
+struct usm_msg_fork_prepare {
+	struct usm_msg h;
+	int32_t pid;                      /* the forking process */
 	uint32_t reserved;
 };
 

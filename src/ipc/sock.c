@@ -84,6 +84,9 @@ static size_t expected_size(uint16_t type)
 	case USM_MSG_OOM:      return sizeof(struct usm_msg);
 	case USM_MSG_STATS_PUSH: return sizeof(struct usm_msg_stats_push);
 	case USM_MSG_POOL_READY: return sizeof(struct usm_msg_pool_ready);
+	case USM_MSG_EVICT_SETUP: return sizeof(struct usm_msg_evict_setup);
+	case USM_MSG_SWAPDEV:  return sizeof(struct usm_msg_swapdev);
+	case USM_MSG_FORK_PREPARE: return sizeof(struct usm_msg_fork_prepare);
 	default:               return 0;
 	}
 }

@@ -125,7 +125,13 @@ static void test_register_ok(void **state)
 }
 
 static unsigned swap_in(struct usm_event *ev) { (void)ev; return 1; }
-static const struct usm_swap_policy_ops swap_ops = { .usm_swap = swap_in };
+static void mapped(struct usm_page *pg) { (void)pg; }
+static unsigned pick(struct usm_page **out, unsigned want) { (void)out; (void)want; return 0; }
+static const struct usm_swap_policy_ops swap_ops = {
+	.usm_swap = swap_in, .usm_page_mapped = mapped, .usm_page_unmapped = mapped,
+	.usm_evict_fallback = pick,
+};
+static const struct usm_swap_policy_ops swap_ops_partial = { .usm_swap = swap_in };
 
 static void test_register_swap(void **state)
 {
@@ -137,9 +143,14 @@ static void test_register_swap(void **state)
 	assert_int_equal(usm_register_swap_policy(&swap_ops, NULL, false), USM_EINVAL);
 	assert_int_equal(usm_register_swap_policy(&swap_ops, "", false), USM_EINVAL);
 	assert_int_equal(usm_register_swap_policy(&swap_ops, name32, false), USM_EINVAL);
+	assert_int_equal(usm_register_swap_policy(&swap_ops_partial, "p", false), USM_EINVAL);
 	assert_int_equal(usm_register_swap_policy(&swap_ops, "unit_swap", true), USM_OK);
+	assert_int_equal(usm_register_swap_policy(&swap_ops, "unit_swap", true), USM_EINVAL);
+	assert_non_null(usm_registry_find_swap("unit_swap"));
+	assert_ptr_equal(usm_registry_find_swap("unit_swap")->ops, &swap_ops);
 	/* swap policies are not allocation policies */
 	assert_null(usm_registry_find_alloc("unit_swap"));
+	assert_null(usm_registry_find_swap("p"));
 }
 
 /* ---- plugins ------------------------------------------------------------ */
