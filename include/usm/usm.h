@@ -99,6 +99,13 @@ enum usm_page_state {
 	USM_PAGE_EVICTING,    /* being written to a swap device */
 };
 
+/* usm_page.fw_flags */
+#define USM_PG_REFERENCED (1u << 0)  /* accessed since usm_page_referenced() */
+#define USM_PG_PINNED     (1u << 1)  /* cannot be evicted */
+#define USM_PG_TRACKED    (1u << 2)  /* handed to the swap policy */
+#define USM_PG_DROPPED    (1u << 3)  /* released while being evicted */
+#define USM_PG_CANCELLED  (1u << 4)  /* faulted back while being evicted */
+
 /*
  * A frame descriptor.  The framework owns frame, proc, vaddr and state; a
  * policy owns list, list2 and priv (e.g. to keep FIFO/LRU lists).
@@ -109,7 +116,7 @@ struct usm_page {
 	uint64_t vaddr;               /* where it is mapped (MAPPED only) */
 	uint32_t state;               /* enum usm_page_state */
 	uint32_t policy_flags;        /* free for the policy */
-	uint32_t fw_flags;            /* framework-private (USM_PG_*) */
+	uint32_t fw_flags;            /* framework's (USM_PG_*): read-only */
 	struct usm_list_head list;    /* free for the policy */
 	struct usm_list_head list2;   /* free for the policy */
 	void *priv;                   /* free for the policy */

@@ -82,6 +82,24 @@ static double ratio_pct(uint64_t part, uint64_t whole)
 	return whole ? 100.0 * (double)part / (double)whole : 0.0;
 }
 
+static void print_swap(FILE *f, const struct usm_stat_instance *i)
+{
+	const struct usm_swap_stats *s = &i->swap;
+
+	fprintf(f, "  swap     policy %s, %u device(s): %llu pages evicted, %llu swapped out "
+		"now, slots %llu/%llu, %.1f MiB stored (ratio %.2f)\n",
+		i->swap_policy, i->swap_devs, (unsigned long long)i->c.evicted,
+		(unsigned long long)i->c.swapped_now, (unsigned long long)s->slots_used,
+		(unsigned long long)s->slots_total, (double)s->bytes_used / 1048576.0,
+		s->stored_bytes ? (double)s->raw_bytes / (double)s->stored_bytes : 0.0);
+	fprintf(f, "  swap-in  %llu faults, %llu pages (%llu prefetched), %llu from pages "
+		"in flight; %llu victims not evictable\n",
+		(unsigned long long)i->c.swapin_faults, (unsigned long long)i->c.swapped_in,
+		(unsigned long long)(i->c.swapped_in > i->c.swapin_faults ?
+				     i->c.swapped_in - i->c.swapin_faults : 0),
+		(unsigned long long)i->c.swapcache_hits, (unsigned long long)i->c.evict_failed);
+}
+
 void cli_print_stats(FILE *f, const struct usm_msg_stats_reply *r)
 {
 	const struct usm_stat_instance *i = &r->inst;
@@ -105,6 +123,8 @@ void cli_print_stats(FILE *f, const struct usm_msg_stats_reply *r)
 		(unsigned long long)i->c.ev_remove, (unsigned long long)i->c.ev_unmap,
 		(unsigned long long)i->c.ev_remap, (unsigned long long)i->c.pages_freed,
 		(unsigned long long)i->c.oom_events, (unsigned long long)i->c.kernel_pages);
+	if (i->swap_devs)
+		print_swap(f, i);
 	fprintf(f, "  %7s %-15s %-12s %6s %10s %10s %10s %9s %9s %8s %8s\n", "PID", "COMM",
 		"POLICY", "STATE", "FAULTS", "MAPPED", "FRAMES", "P50(ns)", "P99(ns)", "MANAGED",
 		"BLOAT");
@@ -126,6 +146,8 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 	fprintf(f, "\"faults\":%llu,\"pages_mapped\":%llu,\"frames_in_use\":%llu,"
 		"\"frames_peak\":%llu,\"oom_events\":%llu,\"kernel_pages\":%llu,"
 		"\"pages_freed\":%llu,\"eexist\":%llu,\"huge_pages\":%llu,\"bloat_pages\":%llu,"
+		"\"evicted\":%llu,\"swapin_faults\":%llu,\"swapped_in\":%llu,"
+		"\"swapcache_hits\":%llu,\"swapped_now\":%llu,\"evict_failed\":%llu,"
 		"\"events\":{\"fault\":%llu,\"remove\":%llu,\"unmap\":%llu,\"remap\":%llu},"
 		"\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}",
 		(unsigned long long)c->faults, (unsigned long long)c->pages_mapped,
@@ -133,6 +155,9 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 		(unsigned long long)c->oom_events, (unsigned long long)c->kernel_pages,
 		(unsigned long long)c->pages_freed, (unsigned long long)c->eexist,
 		(unsigned long long)c->huge_pages, (unsigned long long)c->bloat_pages,
+		(unsigned long long)c->evicted, (unsigned long long)c->swapin_faults,
+		(unsigned long long)c->swapped_in, (unsigned long long)c->swapcache_hits,
+		(unsigned long long)c->swapped_now, (unsigned long long)c->evict_failed,
 		(unsigned long long)c->faults, (unsigned long long)c->ev_remove,
 		(unsigned long long)c->ev_unmap, (unsigned long long)c->ev_remap,
 		(unsigned long long)c->lat_p50_ns, (unsigned long long)c->lat_p99_ns,
@@ -155,6 +180,23 @@ static void json_string(FILE *f, const char *s, size_t max)
 	fputc('"', f);
 }
 
+static void json_swap(FILE *f, const struct usm_stat_instance *i)
+{
+	const struct usm_swap_stats *s = &i->swap;
+
+	fprintf(f, "\"swap\":{\"policy\":");
+	json_string(f, i->swap_policy, sizeof(i->swap_policy));
+	fprintf(f, ",\"devices\":%u,\"slots_used\":%llu,\"slots_total\":%llu,"
+		"\"bytes_used\":%llu,\"bytes_total\":%llu,\"stored\":%llu,\"loaded\":%llu,"
+		"\"raw_bytes\":%llu,\"stored_bytes\":%llu,\"store_errors\":%llu,"
+		"\"load_errors\":%llu},", i->swap_devs,
+		(unsigned long long)s->slots_used, (unsigned long long)s->slots_total,
+		(unsigned long long)s->bytes_used, (unsigned long long)s->bytes_total,
+		(unsigned long long)s->stored, (unsigned long long)s->loaded,
+		(unsigned long long)s->raw_bytes, (unsigned long long)s->stored_bytes,
+		(unsigned long long)s->store_errors, (unsigned long long)s->load_errors);
+}
+
 void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)
 {
 	const struct usm_stat_instance *i = &r->inst;
@@ -170,6 +212,8 @@ void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)
 	fprintf(f, ",\"active_policy\":");
 	json_string(f, i->active_policy, sizeof(i->active_policy));
 	fprintf(f, ",\"oom\":\"%s\",", i->oom);
+	if (i->swap_devs)
+		json_swap(f, i);
 	json_counters(f, &i->c);
 	fprintf(f, ",\"processes\":[");
 	for (uint32_t k = 0; k < i->nprocs; k++) {

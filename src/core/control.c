@@ -222,15 +222,36 @@ static bool take_hello(struct usm_instance *inst, struct client *c,
 	 * ACK, so no fault can reach the worker before it watches the fd. */
 	/* A policy that wants 2 MiB pages gets the agent's pool before the
 	 * agent registers anything, hence before the first fault. */
-	send_ack_flags(c->sock, 0, p->want_pool ? USM_ACK_WANT_POOL : 0, NULL);
+	bool evict = usm_evict_enabled(inst) && !p->inline_host;
+	send_ack_flags(c->sock, 0, (p->want_pool ? USM_ACK_WANT_POOL : 0) |
+		       (evict ? USM_ACK_EVICT : 0), NULL);
+	if (evict && usm_evict_attach(p, h->fork_token, h->ppid) < 0) {
+		usm_process_teardown(p);
+		usm_process_put(p);
+		return true;
+	}
 	if (p->inline_host && usm_inline_send_config(p) < 0) {
 		usm_log(USM_LOG_ERROR, "pid %d: cannot set up its attachment", p->pid);
 		usm_process_teardown(p);
-		free(p);
+		usm_process_put(p);
 		return true;
 	}
 	usm_worker_adopt(w, p);         /* p is the worker's from here on */
 	return true;
+}
+
+/* A process is about to fork: snapshot its swapped pages for the child. */
+static void take_fork_prepare(struct usm_instance *inst, struct client *c,
+			      const struct usm_msg_fork_prepare *m)
+{
+	int rc;
+
+	if (m->pid != c->cred.pid) {
+		send_ack(c->sock, -EPERM, "FORK_PREPARE names another process");
+		return;
+	}
+	rc = usm_evict_fork_prepare(inst, m->pid);
+	send_ack(c->sock, rc, rc < 0 ? strerror(-rc) : NULL);
 }
 
 /* The in-process host's second connection (leases, OOM, counters). */
@@ -277,6 +298,11 @@ static size_t fill_stats(struct usm_instance *inst, struct usm_msg_stats_reply *
 	snprintf(si->oom, sizeof(si->oom), "%s", inst->cfg.oom == USM_OOM_KERNEL ? "kernel" :
 		 inst->cfg.oom == USM_OOM_RETRY ? "kill" : "wait");
 	usm_counters_snapshot(&inst->c, &inst->lat, &si->c);
+	if (inst->swap_policy) {
+		snprintf(si->swap_policy, sizeof(si->swap_policy), "%s", inst->swap_policy->name);
+		si->swap_devs = usm_swap_ndevs();
+		usm_swap_stats(-1, &si->swap);
+	}
 
 	pthread_mutex_lock(&inst->procs_lock);
 	usm_list_for_each(pos, &inst->procs) {
@@ -320,6 +346,7 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 		struct usm_msg m;
 		struct usm_msg_hello hello;
 		struct usm_msg_attach_rpc rpc;
+		struct usm_msg_fork_prepare fork;
 		char raw[512];
 	} u;
 	int fd;
@@ -356,6 +383,8 @@ static void serve_client(struct usm_instance *inst, struct client *c)
 		close(c->sock);
 		free(c);
 		return;
+	} else if (u.m.type == USM_MSG_FORK_PREPARE) {
+		take_fork_prepare(inst, c, &u.fork);
 	} else if (u.m.type == USM_MSG_STATS) {
 		send_stats(inst, c->sock);
 	} else if (u.m.type == USM_MSG_SHUTDOWN) {

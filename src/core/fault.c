@@ -66,6 +66,7 @@ int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
 		pg->vaddr = vaddr + (uint64_t)i * ps;
 		pg->owner = usm_instance_policy_of(p);
 		w->plan[i] = pg;
+		usm_evict_track(pg);
 	}
 	w->plan_vaddr = vaddr;
 	w->plan_n = n;
@@ -79,7 +80,28 @@ int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
 
 struct usm_page *usm_page_lookup(const struct usm_process *p, uint64_t vaddr)
 {
-	return usm_pagemap_get(&p->pm, vaddr & page_mask());
+	struct usm_page *v = usm_pagemap_get(&p->pm, vaddr & page_mask());
+
+	return v && !usm_pm_is_swap(v) ? v : NULL;
+}
+
+/*
+ * Lock held.  The page at va leaves p: a frame returns to the pool, a
+ * frame in flight is left to the reclaimer (marked dropped), a swapped-out
+ * page's slot is released.
+ */
+void usm_fault_drop_entry(struct usm_process *p, uint64_t va)
+{
+	struct usm_page *v = usm_pagemap_take(&p->pm, va);
+
+	if (!v)
+		return;
+	if (usm_pm_is_swap(v))
+		usm_swapent_drop(p, usm_pm_swap_idx(v));
+	else if (v->state == USM_PAGE_EVICTING)
+		v->fw_flags |= USM_PG_DROPPED;
+	else
+		usm_frame_release(v);
 }
 
 unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *start)
@@ -177,11 +199,8 @@ static void unplan(struct usm_process *p, uint64_t from, uint64_t to)
 	uint64_t ps = usm_inst->cfg.page_size;
 
 	pthread_mutex_lock(&usm_inst->lock);
-	for (uint64_t va = from; va < to; va += ps) {
-		struct usm_page *pg = usm_pagemap_take(&p->pm, va);
-		if (pg)
-			usm_frame_release(pg);
-	}
+	for (uint64_t va = from; va < to; va += ps)
+		usm_fault_drop_entry(p, va);
 	pthread_mutex_unlock(&usm_inst->lock);
 }
 
@@ -325,14 +344,16 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 {
 	struct usm_process *p = ev->origin;
 	struct usm_policy *pol = usm_instance_policy_of(p);
-	struct usm_page *stale = usm_pagemap_take(&p->pm, ev->vaddr);
+	struct usm_page *v = usm_pagemap_get(&p->pm, ev->vaddr);
 	int rc;
 
+	/* Swapped out or in flight since we looked: retry as such. */
+	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING))
+		return USM_OOM_WAIT;
 	/* A fault on a page we think is mapped: the kernel dropped it
 	 * (MADV_FREE reclaimed, say).  Its frame is released and the fault
 	 * handled like any other. */
-	if (stale)
-		usm_frame_release(stale);
+	usm_fault_drop_entry(p, ev->vaddr);
 	w->plan_n = 0;
 	w->plan_huge = false;
 	rc = pol->ops->usm_alloc(ev);
@@ -345,6 +366,12 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 			"resolving 0x%llx; handing the page to the kernel",
 			pol->name, rc, (unsigned long long)ev->vaddr);
 		return USM_OOM_KERNEL;
+	}
+	/* With swap devices, a full budget is the reclaimer's job until it
+	 * finds nothing more to evict; only then does the OOM policy act. */
+	if (usm_evict_enabled(usm_inst) && !atomic_load(&usm_inst->reclaim_stuck)) {
+		usm_reclaim_kick(usm_inst);
+		return USM_OOM_WAIT;
 	}
 	usm_count(&p->c.oom_events, 1);
 	usm_count(&usm_inst->c.oom_events, 1);
@@ -360,8 +387,17 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		.framework = w,
 	};
 	enum usm_oom_action act;
+	struct usm_page *v;
 
 	pthread_mutex_lock(&usm_inst->lock);
+	v = p->chan ? usm_pagemap_get(&p->pm, ev.vaddr) : NULL;
+	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		int r = usm_swapin(w, p, &ev);
+		if (r >= 0)
+			return (enum usm_fault_result)r;
+		pthread_mutex_lock(&usm_inst->lock);
+	}
 	act = plan_fault(w, &ev);
 	pthread_mutex_unlock(&usm_inst->lock);
 
@@ -427,10 +463,11 @@ static void release_cb(uint64_t va, struct usm_page *pg, void *arg)
 {
 	struct usm_process *p = arg;
 
-	usm_pagemap_take(&p->pm, va);
-	usm_count(&p->c.pages_freed, 1);
-	usm_count(&usm_inst->c.pages_freed, 1);
-	usm_frame_release(pg);
+	if (!usm_pm_is_swap(pg)) {
+		usm_count(&p->c.pages_freed, 1);
+		usm_count(&usm_inst->c.pages_freed, 1);
+	}
+	usm_fault_drop_entry(p, va);
 }
 
 void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
@@ -470,15 +507,17 @@ static void move_cb(uint64_t va, struct usm_page *pg, void *arg)
 {
 	struct move *m = arg;
 	uint64_t nva = m->to + (va - m->from);
-	struct usm_page *old;
 
+	usm_fault_drop_entry(m->p, nva);
+	if (usm_pagemap_set(&m->p->pm, nva, pg)) {
+		usm_fault_drop_entry(m->p, va);      /* no node for it: give it up */
+		return;
+	}
 	usm_pagemap_take(&m->p->pm, va);
-	old = usm_pagemap_take(&m->p->pm, nva);
-	if (old)
-		usm_frame_release(old);
-	pg->vaddr = nva;
-	if (usm_pagemap_set(&m->p->pm, nva, pg))
-		usm_frame_release(pg);      /* no node for it: give it up */
+	if (usm_pm_is_swap(pg))
+		usm_swapent_move(m->p, usm_pm_swap_idx(pg), nva);
+	else
+		pg->vaddr = nva;
 }
 
 void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,

@@ -87,6 +87,7 @@ static struct usm_page *pop_frame(struct usm_instance *inst)
 	pg->state = USM_PAGE_TAKEN;
 	pg->vaddr = 0;
 	pg->policy_flags = 0;
+	pg->fw_flags = 0;
 	pg->priv = NULL;
 	pg->owner = NULL;
 	usm_list_init(&pg->list);
@@ -94,10 +95,18 @@ static struct usm_page *pop_frame(struct usm_instance *inst)
 	return pg;
 }
 
+/* Below the low watermark: the reclaimer makes room ahead of need. */
+static void check_watermark(struct usm_instance *inst)
+{
+	if (inst->swap_policy && usm_frames_free() < inst->wm_low)
+		usm_reclaim_kick(inst);
+}
+
 struct usm_page *usm_frame_take(struct usm_event *ev)
 {
 	struct usm_page *pg = pop_frame(usm_inst);
 
+	check_watermark(usm_inst);
 	if (pg)
 		pg->proc = ev ? ev->origin : NULL;
 	return pg;
@@ -128,9 +137,23 @@ void usm_frame_release(struct usm_page *pg)
 	struct usm_process *p = pg->proc;
 	const struct usm_policy *pol = pg->owner;
 
+	usm_evict_untrack(pg);
 	if (pol && pol->ops->usm_pindex_free)
 		pol->ops->usm_pindex_free(pg);
 	usm_count(&p->c.frames_in_use, (uint64_t)-1);
 	usm_count(&usm_inst->c.frames_in_use, (uint64_t)-1);
 	usm_frame_put(pg);
+}
+
+bool usm_page_referenced(struct usm_page *pg)
+{
+	bool ref = (pg->fw_flags & USM_PG_REFERENCED) != 0;
+
+	pg->fw_flags &= ~USM_PG_REFERENCED;
+	return ref;
+}
+
+bool usm_page_pinned(const struct usm_page *pg)
+{
+	return (pg->fw_flags & USM_PG_PINNED) != 0;
 }

@@ -110,6 +110,7 @@ int usm_instance_create_host(struct usm_instance **out, const char *name,
 	pthread_mutex_init(&inst->lock, NULL);
 	pthread_mutex_init(&inst->procs_lock, NULL);
 	usm_list_init(&inst->procs);
+	usm_list_init(&inst->forks);
 	inst->default_policy = usm_registry_find_alloc(inst->cfg.default_policy);
 	inst->start_ns = usm_now_ns();
 	usm_inst = inst;
@@ -124,7 +125,8 @@ int usm_instance_create_host(struct usm_instance **out, const char *name,
 	inst->host = host;
 	if (host)
 		inst->cap = 0;          /* frames arrive by lease */
-	if (init_policies(err, errlen) || (!host && usm_control_open(inst, err, errlen)))
+	if (init_policies(err, errlen) || usm_evict_start(inst, err, errlen) ||
+	    (!host && usm_control_open(inst, err, errlen)))
 		goto fail;
 	*out = inst;
 	return 0;
@@ -147,6 +149,7 @@ int usm_instance_run(struct usm_instance *inst)
 		inst->sock_path);
 	rc = usm_control_loop(inst);
 	inst->stopping = true;
+	usm_evict_stop(inst);
 	usm_workers_stop(inst);
 	return rc;
 }
@@ -165,7 +168,10 @@ void usm_instance_destroy(struct usm_instance *inst)
 {
 	if (!inst)
 		return;
+	inst->stopping = true;
+	usm_evict_stop(inst);
 	usm_workers_stop(inst);
+	usm_evict_fini(inst);
 	usm_control_close(inst);
 	for (size_t i = 0; i < usm_registry_count(); i++) {
 		struct usm_policy *p = usm_registry_at(i);

@@ -22,6 +22,7 @@
 #include "core/pagemap.h"
 #include "core/registry.h"
 #include "core/stats.h"
+#include "core/evict.h"
 #include "ipc/proto.h"
 
 #define USM_MAX_BATCH USM_RESOLVE_MAX  /* pages per resolve: 2 MiB */
@@ -64,6 +65,16 @@ struct usm_process {
 	bool dead;                        /* torn down; waiting to be freed */
 	bool inline_host;                 /* faults handled in the process */
 	struct usm_trace *trace;          /* `trace` recording, or NULL */
+	/* eviction (core/evict.c) */
+	struct usm_evict_chan *chan;      /* shared with the agent, or NULL */
+	int chan_fd;
+	pthread_mutex_t evict_mu;         /* the channel: reclaimer vs fork vs fault */
+	struct usm_page *inflight[USM_EVICT_REQS];   /* frame of each request */
+	unsigned ninflight;
+	uint64_t *swap_free;              /* free swap-table entries (stack) */
+	uint64_t nswap_free, swap_next;
+	uint64_t limit_frames;            /* `limit`, 0: none */
+	_Atomic int refs;                 /* freed by usm_process_put at 0 */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	struct usm_list_head leased;      /* inline: frames lent to it */
 	uint64_t nleased;
@@ -96,6 +107,7 @@ struct usm_worker {
 	unsigned plan_n;
 	bool plan_huge;                    /* usm_resolve_huge */
 	struct usm_page *plan[USM_MAX_BATCH];
+	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
 };
 
 struct usm_instance {
@@ -131,6 +143,18 @@ struct usm_instance {
 	uint64_t start_ns;
 	void *zero;                       /* USM_MAX_BATCH zero pages, read-only */
 	const struct usm_inline_host *host;   /* in-process host, else NULL */
+
+	/* eviction */
+	struct usm_swap_policy *swap_policy;   /* NULL: no swap device */
+	uint64_t wm_low, wm_high;         /* free frames */
+	pthread_t reclaimer;
+	bool reclaimer_running;
+	pthread_mutex_t reclaim_mu;
+	pthread_cond_t reclaim_cv;
+	bool reclaim_kicked;
+	_Atomic bool reclaim_stuck;       /* nothing evictable: OOM decides */
+	struct usm_list_head forks;       /* snapshots for forked children */
+	uint32_t fork_seq;
 };
 
 extern struct usm_instance *usm_inst;
@@ -146,6 +170,9 @@ int usm_instance_run(struct usm_instance *inst);   /* until stopped */
 void usm_instance_stop(struct usm_instance *inst);
 void usm_instance_destroy(struct usm_instance *inst);
 struct usm_policy *usm_instance_policy_of(struct usm_process *p);
+
+/* Drop a reference to p; the last one frees it (after teardown). */
+void usm_process_put(struct usm_process *p);
 
 /* frames.c */
 int usm_frames_init(struct usm_instance *inst);
@@ -170,6 +197,8 @@ enum usm_fault_result {
 enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
 					uint64_t addr, uint32_t flags, uint32_t tid);
 void usm_fault_record_latency(struct usm_process *p, uint64_t t0);
+/* Lock held: the entry at va leaves p (frame, frame in flight, or slot). */
+void usm_fault_drop_entry(struct usm_process *p, uint64_t va);
 void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
 		    uint64_t end, bool unmap);
 void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
@@ -194,6 +223,9 @@ int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
 void usm_inline_serve_rpc(struct usm_process *p);
 void usm_inline_release(struct usm_process *p);
 int usm_inline_send_config(struct usm_process *p);
+
+/* reclaim.c (with core/evict.h) */
+void usm_evict_fini(struct usm_instance *inst);
 
 /* worker.c */
 int usm_workers_start(struct usm_instance *inst);

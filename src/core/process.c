@@ -84,6 +84,9 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	p->w_pidfd = (struct usm_watch){ WATCH_PIDFD, p };
 	p->w_rpc = (struct usm_watch){ WATCH_RPC, p };
 	p->rpc_sock = -1;
+	p->chan_fd = -1;
+	p->refs = 1;
+	pthread_mutex_init(&p->evict_mu, NULL);
 	p->inline_host = (h->flags & USM_HELLO_INLINE) != 0;
 	usm_list_init(&p->leased);
 
@@ -116,6 +119,12 @@ void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *
 	o->kernel_pages = usm_read(&c->kernel_pages);
 	o->eexist = usm_read(&c->eexist);
 	o->huge_pages = usm_read(&c->huge_pages);
+	o->evicted = usm_read(&c->evicted);
+	o->swapin_faults = usm_read(&c->swapin_faults);
+	o->swapped_in = usm_read(&c->swapped_in);
+	o->swapcache_hits = usm_read(&c->swapcache_hits);
+	o->swapped_now = usm_read(&c->swapped_now);
+	o->evict_failed = usm_read(&c->evict_failed);
 	o->lat_p50_ns = usm_hist_quantile(h, 0.50);
 	o->lat_p99_ns = usm_hist_quantile(h, 0.99);
 	o->lat_max_ns = usm_hist_quantile(h, 1.0);
@@ -140,10 +149,8 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 
 static void release_all_cb(uint64_t va, struct usm_page *pg, void *arg)
 {
-	struct usm_process *p = arg;
-
-	usm_pagemap_take(&p->pm, va);
-	usm_frame_release(pg);
+	(void)pg;
+	usm_fault_drop_entry(arg, va);
 }
 
 static void remember(struct usm_instance *inst, struct usm_process *p)
@@ -178,7 +185,9 @@ void usm_process_teardown(struct usm_process *p)
 	}
 
 	/* Under the policy lock: from here on no policy (on any worker) can
-	 * reach p through usm_process_for_each, nor look at its pagemap. */
+	 * reach p through usm_process_for_each, nor look at its pagemap.
+	 * The channel lock first: the reclaimer may be storing p's pages. */
+	pthread_mutex_lock(&p->evict_mu);
 	pthread_mutex_lock(&inst->lock);
 	p->exiting = true;
 	struct usm_policy *pol = usm_instance_policy_of(p);
@@ -186,11 +195,13 @@ void usm_process_teardown(struct usm_process *p)
 		pol->ops->usm_process_exit(p);
 	usm_pagemap_walk(&p->pm, 0, UINT64_MAX, release_all_cb, p);
 	usm_pagemap_destroy(&p->pm);
+	usm_evict_exit(p);
 	usm_inline_release(p);
 	usm_pool_detach(p);
 	if (p->inline_host)         /* its last push predates the exit */
 		atomic_store_explicit(&p->c.frames_in_use, 0, memory_order_relaxed);
 	pthread_mutex_unlock(&inst->lock);
+	pthread_mutex_unlock(&p->evict_mu);
 
 	close(p->uffd);
 	close(p->sock);
@@ -206,6 +217,15 @@ void usm_process_teardown(struct usm_process *p)
 	remember(inst, p);
 	usm_list_del(&p->link);
 	pthread_mutex_unlock(&inst->procs_lock);
+}
+
+void usm_process_put(struct usm_process *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	usm_evict_release(p);
+	pthread_mutex_destroy(&p->evict_mu);
+	free(p);
 }
 
 /* ---- public process API ---------------------------------------------- */

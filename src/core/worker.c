@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -104,7 +105,7 @@ static void take_inbox(struct usm_worker *w)
 		usm_list_del(pos);
 		if (!watch_process(w, p)) {
 			usm_process_teardown(p);
-			free(p);
+			usm_process_put(p);
 		}
 	}
 }
@@ -112,7 +113,7 @@ static void take_inbox(struct usm_worker *w)
 static void free_dead(struct usm_process **dead, int n)
 {
 	for (int i = 0; i < n; i++)
-		free(dead[i]);
+		usm_process_put(dead[i]);
 }
 
 static void *worker_main(void *arg)
@@ -253,7 +254,7 @@ void usm_workers_stop(struct usm_instance *inst)
 	usm_list_for_each_safe(pos, tmp, &inst->procs) {
 		struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
 		usm_process_teardown(p);
-		free(p);
+		usm_process_put(p);
 	}
 	for (unsigned i = 0; i < inst->nworkers; i++) {
 		struct usm_worker *w = &inst->workers[i];
@@ -262,6 +263,8 @@ void usm_workers_stop(struct usm_instance *inst)
 		if (w->wakefd > 0)
 			close(w->wakefd);
 		free(w->pending);
+		if (w->swapbuf)
+			munmap(w->swapbuf, USM_MAX_BATCH * inst->cfg.page_size);
 	}
 	free(inst->workers);
 	inst->workers = NULL;

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/evict.h - eviction and swap-in in the daemon host.
+ *
+ * A page leaves memory in three steps (see struct usm_evict_chan):
+ *  1. the reclaimer asks the swap policy for victims and queues them on
+ *     their processes' channels (frames go USM_PAGE_EVICTING);
+ *  2. each agent moves its victims out with UFFDIO_MOVE into the channel's
+ *     outbox (only the process itself can move its pages);
+ *  3. the reclaimer stores the outbox pages on a swap device, records them
+ *     in the process's swap table and pagemap, and frees the frames.
+ * A fault on a swapped-out page reads it back (with the neighbours the
+ * policy asks for) and maps it with UFFDIO_COPY; a fault on a page in
+ * flight is served from the outbox.
+ *
+ * Locking: inst->lock guards frames, pagemaps and policy state as
+ * everywhere; p->evict_mu serialises the users of one channel (reclaimer,
+ * FORK_PREPARE, faults on pages in flight) and is taken before inst->lock.
+ * Device I/O happens under evict_mu only, never under inst->lock.
+ */
+#ifndef USM_CORE_EVICT_H
+#define USM_CORE_EVICT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct usm_instance;
+struct usm_process;
+struct usm_worker;
+struct usm_page;
+struct usm_event;
+struct usm_fork_snap;
+
+/* ---- instance --------------------------------------------------------- */
+/* Open the swap devices, pick the swap policy, start the reclaimer. */
+int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen);
+void usm_evict_stop(struct usm_instance *inst);
+bool usm_evict_enabled(const struct usm_instance *inst);
+/* Frames ran short (or a fault waits for one): wake the reclaimer. */
+void usm_reclaim_kick(struct usm_instance *inst);
+
+/* ---- processes -------------------------------------------------------- */
+/* Set up p's channel and send it (and the device fds) to the agent, after
+ * the HELLO ACK.  A forked child adopts its parent's swapped pages from
+ * the FORK_PREPARE snapshot named by token.  0 or -errno. */
+int usm_evict_attach(struct usm_process *p, uint32_t fork_token, int32_t ppid);
+/* Both locks held, at exit after the pagemap is released: frames in flight
+ * return to the pool. */
+void usm_evict_exit(struct usm_process *p);
+/* Final release of p's channel (from usm_process_put). */
+void usm_evict_release(struct usm_process *p);
+/* Answer a FORK_PREPARE from pid: returns the token (> 0) or -errno. */
+int usm_evict_fork_prepare(struct usm_instance *inst, pid_t pid);
+
+/* ---- called under inst->lock by core/fault.c and core/process.c -------- */
+/* A swap-table entry is released (munmap, MADV_DONTNEED, exit). */
+void usm_swapent_drop(struct usm_process *p, uint64_t idx);
+/* mremap moved a swapped-out page. */
+void usm_swapent_move(struct usm_process *p, uint64_t idx, uint64_t to);
+/* A frame became evictable / stopped being so (swap policy hooks). */
+void usm_evict_track(struct usm_page *pg);
+void usm_evict_untrack(struct usm_page *pg);
+
+/* ---- the reclaimer's side ------------------------------------------------ */
+/* inst->lock held: queue victim pg on its process's channel (false: full). */
+bool usm_evict_queue(struct usm_page *pg);
+void usm_evict_kick_agent(struct usm_process *p);
+/* evict_mu held: settle the agent's answers; returns requests outstanding. */
+unsigned usm_evict_collect(struct usm_process *p);
+/* inst->lock and evict_mu held: the content of in-flight pg, if moved. */
+bool usm_evict_peek(struct usm_process *p, struct usm_page *pg, void *buf);
+/* Both locks held: a fault mapped in-flight pg again from the outbox. */
+void usm_evict_cancel(struct usm_process *p, struct usm_page *pg);
+void usm_evict_forks_expire(struct usm_instance *inst);
+void usm_evict_forks_fini(struct usm_instance *inst);
+
+/* ---- the fault path (a worker, no lock held) ---------------------------- */
+/* ev's page is swapped out or in flight: bring it back.  Returns an enum
+ * usm_fault_result. */
+int usm_swapin(struct usm_worker *w, struct usm_process *p, struct usm_event *ev);
+
+#endif /* USM_CORE_EVICT_H */

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/reclaim.c - the reclaimer thread: keeps free frames between the
+ * watermarks so that faults rarely wait for an eviction.
+ *
+ * Once free frames drop below the low watermark it asks the swap policy
+ * for victims until the high watermark is reached (plus what the policy
+ * evicts on its own through cond_swap_out), queues them on their
+ * processes' channels, and collects the agents' answers.  A fault that
+ * finds no frame waits (pending on its worker) and kicks the reclaimer.
+ * When nothing can be evicted — the policy has no victim left, or the
+ * devices are full — the instance is "stuck" and waiting faults go to the
+ * OOM policy.
+ */
+#include "core/instance.h"
+#include "swap/swapdev.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TICK_NS          (100 * 1000000ull)   /* idle period */
+#define POLL_NS          (300 * 1000ull)      /* while agents work */
+#define VICTIMS_PER_ROUND 512
+
+void usm_reclaim_kick(struct usm_instance *inst)
+{
+	if (!inst->reclaimer_running)
+		return;
+	pthread_mutex_lock(&inst->reclaim_mu);
+	inst->reclaim_kicked = true;
+	pthread_cond_signal(&inst->reclaim_cv);
+	pthread_mutex_unlock(&inst->reclaim_mu);
+}
+
+static void wait_tick(struct usm_instance *inst, uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)ns;
+	ts.tv_sec += ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&inst->reclaim_mu);
+	while (!inst->reclaim_kicked && !inst->stopping)
+		if (pthread_cond_timedwait(&inst->reclaim_cv, &inst->reclaim_mu, &ts) == ETIMEDOUT)
+			break;
+	inst->reclaim_kicked = false;
+	pthread_mutex_unlock(&inst->reclaim_mu);
+}
+
+/* The attached processes with a channel, each with a reference. */
+static size_t grab_processes(struct usm_instance *inst, struct usm_process ***out)
+{
+	struct usm_list_head *pos;
+	size_t n = 0, cap = 0;
+	struct usm_process **v = NULL;
+
+	pthread_mutex_lock(&inst->procs_lock);
+	usm_list_for_each(pos, &inst->procs) {
+		struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
+		if (p->dead || !p->chan)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			void *nv = realloc(v, nc * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+			cap = nc;
+		}
+		atomic_fetch_add(&p->refs, 1);
+		v[n++] = p;
+	}
+	pthread_mutex_unlock(&inst->procs_lock);
+	*out = v;
+	return n;
+}
+
+static void put_processes(struct usm_process **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		usm_process_put(v[i]);
+	free(v);
+}
+
+/* Settle every agent's answers; returns requests still outstanding. */
+static uint64_t collect_all(struct usm_process **procs, size_t n)
+{
+	uint64_t left = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct usm_process *p = procs[i];
+		pthread_mutex_lock(&p->evict_mu);
+		left += usm_evict_collect(p);
+		pthread_mutex_unlock(&p->evict_mu);
+	}
+	return left;
+}
+
+/* inst->lock held: a victim the policy handed over, checked. */
+static bool victim_ok(const struct usm_page *pg)
+{
+	return pg->state == USM_PAGE_MAPPED && pg->proc && !pg->proc->exiting &&
+	       !pg->proc->inline_host && pg->proc->chan;
+}
+
+/* inst->lock held: queue the victims; the others go back to the policy. */
+static unsigned queue_victims(struct usm_page **v, unsigned n)
+{
+	unsigned queued = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct usm_page *pg = v[i];
+		pg->fw_flags &= ~USM_PG_TRACKED;   /* the policy let it go */
+		if (victim_ok(pg) && usm_evict_queue(pg))
+			queued++;
+		else if (pg->state == USM_PAGE_MAPPED)
+			usm_evict_track(pg);
+	}
+	return queued;
+}
+
+static unsigned choose_victims(struct usm_instance *inst, uint64_t need)
+{
+	const struct usm_swap_policy_ops *ops = inst->swap_policy->ops;
+	static struct usm_page *v[VICTIMS_PER_ROUND];
+	unsigned n = 0, queued;
+
+	pthread_mutex_lock(&inst->lock);
+	if (need)
+		n = ops->usm_evict_fallback(v, need < VICTIMS_PER_ROUND ? (unsigned)need
+								 : VICTIMS_PER_ROUND);
+	else if (ops->cond_swap_out)
+		n = ops->cond_swap_out(v, VICTIMS_PER_ROUND);
+	if (n > VICTIMS_PER_ROUND)
+		n = VICTIMS_PER_ROUND;
+	queued = queue_victims(v, n);
+	pthread_mutex_unlock(&inst->lock);
+	return queued;
+}
+
+static void kick_agents(struct usm_process **procs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		usm_evict_kick_agent(procs[i]);
+}
+
+static void kick_workers(struct usm_instance *inst)
+{
+	for (unsigned i = 0; i < inst->nworkers; i++)
+		usm_worker_kick(&inst->workers[i]);
+}
+
+/* Frames to free now: up to the high watermark once below the low one. */
+static uint64_t frames_needed(struct usm_instance *inst, uint64_t inflight, bool *reclaiming)
+{
+	uint64_t free_now = usm_frames_free() + inflight;
+
+	if (free_now < inst->wm_low)
+		*reclaiming = true;
+	if (free_now >= inst->wm_high)
+		*reclaiming = false;
+	return *reclaiming ? inst->wm_high - free_now : 0;
+}
+
+static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t *outstanding)
+{
+	struct usm_process **procs;
+	size_t n = grab_processes(inst, &procs);
+	uint64_t before = usm_frames_free(), need, queued = 0;
+
+	*outstanding = collect_all(procs, n);
+	need = frames_needed(inst, *outstanding, reclaiming);
+	if (need || !*outstanding)
+		queued = choose_victims(inst, need);
+	if (queued) {
+		kick_agents(procs, n);
+		*outstanding += queued;
+	}
+	/* Nothing in flight, nothing chosen, and still short: stuck. */
+	atomic_store(&inst->reclaim_stuck, need && !queued && !*outstanding &&
+		     usm_frames_free() < inst->wm_low);
+	if (usm_frames_free() > before || atomic_load(&inst->reclaim_stuck))
+		kick_workers(inst);
+	put_processes(procs, n);
+}
+
+static void *reclaimer_main(void *arg)
+{
+	struct usm_instance *inst = arg;
+	bool reclaiming = false;
+	uint64_t outstanding = 0, last_expire = usm_now_ns();
+
+	while (!inst->stopping) {
+		wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
+		if (inst->stopping)
+			break;
+		reclaim_round(inst, &reclaiming, &outstanding);
+		if (usm_now_ns() - last_expire > 1000000000ull) {
+			usm_evict_forks_expire(inst);
+			last_expire = usm_now_ns();
+		}
+	}
+	return NULL;
+}
+
+static uint64_t pct_of(uint64_t total, unsigned pct, uint64_t min)
+{
+	uint64_t v = total * pct / 100;
+
+	return v < min ? min : v;
+}
+
+bool usm_evict_enabled(const struct usm_instance *inst)
+{
+	return inst->swap_policy != NULL;
+}
+
+int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
+{
+	const struct usm_config *cfg = &inst->cfg;
+	const char *name = cfg->swap_policy[0] ? cfg->swap_policy : "fifo";
+	struct usm_swap_policy *sp;
+	int rc;
+
+	if (!cfg->nswapdevs || inst->host)
+		return 0;
+	sp = usm_registry_find_swap(name);
+	if (!sp) {
+		char known[256];
+		usm_registry_swap_names(known, sizeof(known));
+		snprintf(err, errlen, "%s:%d: unknown swap policy '%s' (registered: %s)",
+			 cfg->source, cfg->swap_policy_line, name, known);
+		return -EINVAL;
+	}
+	rc = usm_swap_init(cfg->swapdevs, cfg->nswapdevs, cfg->page_size, err, errlen);
+	if (rc)
+		return rc;
+	if (sp->ops->usm_init && !sp->initialised && sp->ops->usm_init() != USM_OK) {
+		snprintf(err, errlen, "swap policy %s failed to initialise", sp->name);
+		usm_swap_fini();
+		return -EINVAL;
+	}
+	sp->initialised = 1;
+	inst->swap_policy = sp;
+	inst->wm_low = pct_of(inst->nframes, cfg->wm_low_pct, 64);
+	inst->wm_high = pct_of(inst->nframes, cfg->wm_high_pct, inst->wm_low + 64);
+	if (inst->wm_high > inst->nframes / 2)
+		inst->wm_high = inst->nframes / 2;
+	if (inst->wm_low > inst->wm_high)
+		inst->wm_low = inst->wm_high;
+	pthread_mutex_init(&inst->reclaim_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&inst->reclaim_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = pthread_create(&inst->reclaimer, NULL, reclaimer_main, inst);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the reclaimer: %s", strerror(rc));
+		usm_swap_fini();
+		inst->swap_policy = NULL;
+		return -rc;
+	}
+	inst->reclaimer_running = true;
+	usm_log(USM_LOG_INFO, "eviction: swap policy %s, %u device(s), watermarks %llu/%llu "
+		"free frames", sp->name, cfg->nswapdevs, (unsigned long long)inst->wm_low,
+		(unsigned long long)inst->wm_high);
+	return 0;
+}
+
+void usm_evict_stop(struct usm_instance *inst)
+{
+	if (inst->reclaimer_running) {
+		usm_reclaim_kick(inst);
+		pthread_join(inst->reclaimer, NULL);
+		inst->reclaimer_running = false;
+	}
+}
+
+/* After every process is gone. */
+void usm_evict_fini(struct usm_instance *inst)
+{
+	if (!inst->swap_policy)
+		return;
+	usm_evict_forks_fini(inst);
+	if (inst->swap_policy->ops->usm_exit)
+		inst->swap_policy->ops->usm_exit();
+	inst->swap_policy = NULL;
+	usm_swap_fini();
+}

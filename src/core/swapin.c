@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core/swapin.c - faults on pages that are swapped out or on their way
+ * out (see core/evict.h).
+ *
+ * A swapped-out page comes back with the neighbours the swap policy asks
+ * for (usm_swap): their locations are read under the lock, the devices
+ * are read in one batch without it, every page is mapped with UFFDIO_COPY,
+ * and the pagemap is updated under the lock again.  Only this process's
+ * worker changes its swap entries, so nothing moves them meanwhile.
+ */
+#include "core/instance.h"
+#include "mech/uffd.h"
+#include "swap/swapdev.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct swapin_plan {
+	unsigned n;
+	uint64_t va[USM_MAX_BATCH];
+	uint64_t idx[USM_MAX_BATCH];
+	struct usm_swap_loc loc[USM_MAX_BATCH];
+	struct usm_page *pg[USM_MAX_BATCH];
+	void *buf[USM_MAX_BATCH];
+	int rc[USM_MAX_BATCH];
+};
+
+static void *worker_buf(struct usm_worker *w)
+{
+	if (!w->swapbuf) {
+		void *b = mmap(NULL, USM_MAX_BATCH * usm_inst->cfg.page_size,
+			       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		w->swapbuf = b == MAP_FAILED ? NULL : b;
+	}
+	return w->swapbuf;
+}
+
+/* How many pages around the fault the policy wants back (power of two). */
+static unsigned prefetch_want(struct usm_event *ev)
+{
+	const struct usm_swap_policy *sp = usm_inst->swap_policy;
+	unsigned n = sp->ops->usm_swap ? sp->ops->usm_swap(ev) : 1;
+
+	if (n < 1)
+		n = 1;
+	if (n > USM_MAX_BATCH)
+		n = USM_MAX_BATCH;
+	while (n & (n - 1))
+		n &= n - 1;
+	return n;
+}
+
+/* inst->lock held: the faulting page first, then swapped neighbours. */
+static void plan_pages(struct usm_process *p, struct usm_event *ev, struct swapin_plan *pl)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	unsigned want = prefetch_want(ev);
+	uint64_t base = ev->vaddr & ~((uint64_t)want * ps - 1);
+	struct usm_page *v = usm_pagemap_get(&p->pm, ev->vaddr);
+
+	pl->n = 1;
+	pl->va[0] = ev->vaddr;
+	pl->idx[0] = usm_pm_swap_idx(v);
+	for (unsigned i = 0; i < want && pl->n < usm_frames_free(); i++) {
+		uint64_t va = base + (uint64_t)i * ps;
+		v = usm_pagemap_get(&p->pm, va);
+		if (va == ev->vaddr || !v || !usm_pm_is_swap(v))
+			continue;
+		pl->va[pl->n] = va;
+		pl->idx[pl->n++] = usm_pm_swap_idx(v);
+	}
+}
+
+/* inst->lock held: record what the locations are, take frames. */
+static bool plan_take(struct usm_process *p, struct usm_event *ev, struct swapin_plan *pl,
+		      void *bufs)
+{
+	const struct usm_swap_ent *tab =
+		(const void *)((const char *)p->chan + p->chan->table_off);
+
+	if (usm_frames_take(ev, pl->pg, pl->n) != USM_OK)
+		return false;
+	for (unsigned i = 0; i < pl->n; i++) {
+		pl->loc[i] = tab[pl->idx[i]].loc;
+		pl->buf[i] = (char *)bufs + (uint64_t)i * usm_inst->cfg.page_size;
+	}
+	return true;
+}
+
+/* inst->lock held: page i is in place; its frame takes over the entry. */
+static void commit_page(struct usm_process *p, struct swapin_plan *pl, unsigned i)
+{
+	struct usm_page *pg = pl->pg[i];
+
+	usm_swapent_drop(p, pl->idx[i]);
+	usm_pagemap_set(&p->pm, pl->va[i], pg);   /* replaces the entry: no node needed */
+	pg->state = USM_PAGE_MAPPED;
+	pg->proc = p;
+	pg->vaddr = pl->va[i];
+	pg->owner = usm_instance_policy_of(p);
+	usm_count(&p->c.frames_in_use, 1);
+	usm_count(&usm_inst->c.frames_in_use, 1);
+	usm_count(&p->c.swapped_in, 1);
+	usm_count(&usm_inst->c.swapped_in, 1);
+	usm_evict_track(pg);
+}
+
+static enum usm_fault_result map_pages(struct usm_process *p, struct swapin_plan *pl)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	enum usm_fault_result res = USM_FAULT_DONE;
+
+	for (unsigned i = 0; i < pl->n; i++) {
+		uint64_t done = 0;
+		pl->rc[i] = usm_uffd_copy_mode(p->uffd, pl->va[i], pl->buf[i], ps, 0, &done);
+		if (pl->rc[i] == -EAGAIN) {
+			/* An munmap/mremap/madvise event waits: read it first. */
+			for (unsigned j = i + 1; j < pl->n; j++)
+				pl->rc[j] = -EAGAIN;
+			break;
+		}
+	}
+	pthread_mutex_lock(&usm_inst->lock);
+	for (unsigned i = 0; i < pl->n; i++) {
+		if (pl->rc[i] == 0) {
+			commit_page(p, pl, i);
+			continue;
+		}
+		usm_frame_put(pl->pg[i]);
+		if (pl->rc[i] == -EEXIST) {
+			/* Present after all: the entry was stale. */
+			usm_pagemap_take(&p->pm, pl->va[i]);
+			usm_swapent_drop(p, pl->idx[i]);
+		}
+	}
+	pthread_mutex_unlock(&usm_inst->lock);
+	if (pl->rc[0] == -EAGAIN)
+		res = USM_FAULT_RETRY;
+	else if (pl->rc[0] && pl->rc[0] != -EEXIST) {
+		usm_uffd_wake(p->uffd, pl->va[0], ps);
+		res = USM_FAULT_FAILED;
+	}
+	return res;
+}
+
+/* inst->lock held on entry, released on return. */
+static enum usm_fault_result from_device(struct usm_worker *w, struct usm_process *p,
+					 struct usm_event *ev)
+{
+	static __thread struct swapin_plan pl;
+	void *bufs = worker_buf(w);
+	int rc;
+
+	plan_pages(p, ev, &pl);
+	if (!bufs || !plan_take(p, ev, &pl, bufs)) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		usm_reclaim_kick(usm_inst);
+		return USM_FAULT_RETRY;     /* waits for the reclaimer */
+	}
+	usm_count(&p->c.swapin_faults, 1);
+	usm_count(&usm_inst->c.swapin_faults, 1);
+	pthread_mutex_unlock(&usm_inst->lock);
+
+	rc = usm_swap_load(pl.loc, pl.n, pl.buf);
+	if (rc) {
+		pthread_mutex_lock(&usm_inst->lock);
+		for (unsigned i = 0; i < pl.n; i++)
+			usm_frame_put(pl.pg[i]);
+		pthread_mutex_unlock(&usm_inst->lock);
+		/* Its data cannot be read back: never let it run on with zeros. */
+		usm_log(USM_LOG_ERROR, "pid %d: reading swapped page 0x%llx: %s", p->pid,
+			(unsigned long long)ev->vaddr, strerror(-rc));
+		usm_process_kill(p, "a swapped-out page cannot be read back");
+		return USM_FAULT_FAILED;
+	}
+	return map_pages(p, &pl);
+}
+
+/* Both locks held on entry; released on return.  pg is in flight. */
+static enum usm_fault_result from_outbox(struct usm_worker *w, struct usm_process *p,
+					 struct usm_page *pg, uint64_t va)
+{
+	uint64_t ps = usm_inst->cfg.page_size, done = 0;
+	void *buf = worker_buf(w);
+	int rc;
+
+	if (!buf || !usm_evict_peek(p, pg, buf)) {
+		/* Being moved right now: the reclaimer wakes us when done. */
+		pthread_mutex_unlock(&usm_inst->lock);
+		pthread_mutex_unlock(&p->evict_mu);
+		return USM_FAULT_RETRY;
+	}
+	pthread_mutex_unlock(&usm_inst->lock);
+	rc = usm_uffd_copy_mode(p->uffd, va, buf, ps, 0, &done);
+	if (rc == 0 || rc == -EEXIST) {
+		pthread_mutex_lock(&usm_inst->lock);
+		usm_evict_cancel(p, pg);
+		pthread_mutex_unlock(&usm_inst->lock);
+		usm_count(&p->c.swapcache_hits, 1);
+		usm_count(&usm_inst->c.swapcache_hits, 1);
+	}
+	pthread_mutex_unlock(&p->evict_mu);
+	if (rc == -EAGAIN)
+		return USM_FAULT_RETRY;
+	if (rc && rc != -EEXIST) {
+		usm_uffd_wake(p->uffd, va, ps);
+		return USM_FAULT_FAILED;
+	}
+	return USM_FAULT_DONE;
+}
+
+int usm_swapin(struct usm_worker *w, struct usm_process *p, struct usm_event *ev)
+{
+	struct usm_page *v;
+
+	pthread_mutex_lock(&p->evict_mu);
+	pthread_mutex_lock(&usm_inst->lock);
+	v = usm_pagemap_get(&p->pm, ev->vaddr);
+	if (v && !usm_pm_is_swap(v) && v->state == USM_PAGE_EVICTING)
+		return from_outbox(w, p, v, ev->vaddr);
+	pthread_mutex_unlock(&p->evict_mu);
+	if (v && usm_pm_is_swap(v))
+		return from_device(w, p, ev);
+	pthread_mutex_unlock(&usm_inst->lock);
+	return -1;                  /* neither: an ordinary fault */
+}
