@@ -106,6 +106,9 @@ void agent_detach(const char *why)
 	if (!atomic_compare_exchange_strong(&agent.state, &expected, AGENT_DETACHED))
 		return;
 	lock();
+	/* Pages on swap devices go back in place before the kernel takes
+	 * over: after that a touch would find them empty. */
+	agent_evict_restore();
 	/* Unregistering wakes every thread blocked on a fault in the range;
 	 * the kernel then serves it.  Pages already mapped stay as they are. */
 	agent_maps_walk(false, unregister_entry, NULL);
@@ -144,6 +147,7 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 	h.pid = getpid();
 	h.ppid = getppid();
 	h.flags = flags;
+	h.fork_token = (flags & USM_HELLO_FORKED) ? agent_evict_fork_token() : 0;
 	h.features = features;
 	agent_comm(h.comm, sizeof(h.comm));
 	snprintf(h.policy, sizeof(h.policy), "%s", agent.policy);
@@ -167,6 +171,7 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 	if (ack.status == USM_ACK_GO_INLINE)
 		return USM_ACK_GO_INLINE;
 	agent.want_pool = (ack.flags & USM_ACK_WANT_POOL) != 0;
+	agent.want_evict = (ack.flags & USM_ACK_EVICT) != 0;
 	if (ack.status) {
 		snprintf(err, errlen, "instance refused: %s", ack.error);
 		return ack.status;
@@ -223,6 +228,8 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	rc = hello(sock, uffd, got, flags, err, errlen);
 	if (!rc && in)
 		rc = inline_config(sock, err, errlen);
+	if (!rc && !in && agent.want_evict)
+		rc = agent_evict_setup(sock, err, errlen);
 	if (rc) {
 		close(sock);
 		close(uffd);
@@ -309,6 +316,12 @@ static void before_fork(void)
 	n_fork_ranges = 0;
 	if (atomic_load(&agent.state) == AGENT_ATTACHED)
 		agent_maps_walk(true, snapshot_entry, NULL);
+	agent_evict_fork_prepare();
+}
+
+static void in_parent(void)
+{
+	agent_evict_fork_parent();
 }
 
 static void in_child(void)
@@ -325,14 +338,15 @@ static void in_child(void)
 	agent.uffd = agent.sock = -1;
 	atomic_store(&agent.state, AGENT_OFF);
 	agent_pool_forget();
+	agent_evict_fork_child();
 	if (!was_attached || attach(USM_HELLO_FORKED))
 		return;
 	if (agent.want_pool && !agent.inline_mode)
 		send_pool(agent.sock);
 	for (size_t i = 0; i < n_fork_ranges; i++)
 		agent_register(fork_ranges[i].start, fork_ranges[i].end - fork_ranges[i].start);
-	if (agent_monitor_start())
-		agent_detach("cannot start the monitor thread");
+	if (agent_monitor_start() || agent_evict_start())
+		agent_detach("cannot start the agent's threads");
 }
 
 /* ---- start-up -------------------------------------------------------- */
@@ -375,11 +389,11 @@ __attribute__((constructor)) static void agent_init(void)
 	else if (agent.want_pool)
 		send_pool(agent.sock);
 	agent_maps_walk(false, register_heap, NULL);
-	if (agent_monitor_start()) {
-		agent_detach("cannot start the monitor thread");
+	if (agent_monitor_start() || agent_evict_start()) {
+		agent_detach("cannot start the agent's threads");
 		return;
 	}
-	pthread_atfork(before_fork, NULL, in_child);
+	pthread_atfork(before_fork, in_parent, in_child);
 	if (agent.inline_mode)
 		atexit(push_final_stats);
 }

@@ -38,6 +38,7 @@ struct agent {
 	char policy[32];
 	bool inline_mode;        /* faults resolved in this process (SIGBUS) */
 	bool want_pool;          /* the instance wants a 2 MiB page pool */
+	bool want_evict;         /* the instance evicts: EVICT_SETUP follows */
 	const struct usm_inline_api *api;   /* libusm's in-process host */
 	const char *uffd_pending_config;    /* inline config, until the host starts */
 };
@@ -71,6 +72,22 @@ void agent_inline_pool(void);
 
 /* monitor.c: watch the instance; detach when it dies or goes silent. */
 int agent_monitor_start(void);
+/* Start an agent thread (own stack, signals blocked).  0 or -errno. */
+int agent_spawn(void *(*fn)(void *), void *arg);
+
+/* evict.c: the eviction channel (daemon host with swap devices). */
+/* After a HELLO ACK with USM_ACK_EVICT: receive the channel and devices. */
+int agent_evict_setup(int sock, char *err, size_t errlen);
+/* Start moving pages out on the daemon's request. */
+int agent_evict_start(void);
+/* Detaching: put every swapped-out page back in place first. */
+void agent_evict_restore(void);
+/* fork: snapshot for the child (prepare), resume (parent), forget (child). */
+void agent_evict_fork_prepare(void);
+void agent_evict_fork_parent(void);
+void agent_evict_fork_child(void);
+/* The token the child's HELLO carries (0: none). */
+uint32_t agent_evict_fork_token(void);
 
 /* thp_pool.c: the 2 MiB page pool.  Returns the pool's memfd (or -errno). */
 struct usm_thp_pool;

@@ -83,7 +83,9 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
-int agent_monitor_start(void)
+/* A thread of the agent: on a stack the program never registers, with
+ * every signal but SIGSYS blocked. */
+int agent_spawn(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t t;
@@ -102,8 +104,15 @@ int agent_monitor_start(void)
 	sigfillset(&all);
 	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&t, &attr, monitor, NULL);
+	rc = pthread_create(&t, &attr, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
+	if (rc)
+		raw_unmap((void *)stack, STACK_SIZE);
 	return -rc;
+}
+
+int agent_monitor_start(void)
+{
+	return agent_spawn(monitor, NULL);
 }

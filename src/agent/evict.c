@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * agent/evict.c - the agent's half of eviction (see struct usm_evict_chan).
+ *
+ * The daemon cannot take a page out of another process: UFFDIO_MOVE only
+ * works inside one address space, and process_madvise refuses
+ * MADV_DONTNEED.  So this thread does it on the daemon's request: it moves
+ * each victim with UFFDIO_MOVE into a staging area — atomically, so no
+ * thread of the program can write to the page after its content is taken
+ * — copies it into the channel's outbox and empties the staging area.
+ *
+ * The staging area is registered with a second userfaultfd of our own,
+ * without non-cooperative events: UFFDIO_MOVE needs a registered
+ * destination, and emptying it must not raise events at the daemon.
+ *
+ * If the instance dies, agent_evict_restore() puts every swapped-out page
+ * back from the swap devices (whose fds we hold) before the memory goes
+ * back to the kernel.
+ */
+#include "agent/agent.h"
+#include "ipc/proto.h"
+#include "mech/rawsys.h"
+#include "mech/uffd.h"
+#include "swap/swapdev.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define STAGE_PAGES 64
+#define FORK_TIMEOUT_S 10
+
+static struct usm_evict_chan *chan;
+static int dev_fd[USM_SWAP_MAX_DEVS];
+static unsigned ndev;
+static int stage_uffd = -1;
+static char *stage;
+static uint64_t ps;
+static uint32_t fork_token;
+/* Held while pages move; recursive: detaching may happen inside. */
+static pthread_mutex_t evict_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+static char page_buf[65536] __attribute__((aligned(4096)));
+
+static void *outbox(unsigned i)
+{
+	return (char *)chan + chan->outbox_off + (uint64_t)i * ps;
+}
+
+/* ---- set-up ---------------------------------------------------------- */
+
+static int map_chan(int fd, char *err, size_t errlen)
+{
+	long hdr = raw_syscall6(SYS_mmap, 0, sizeof(struct usm_evict_chan), PROT_READ,
+				MAP_SHARED, fd, 0);
+	uint64_t size;
+	long full;
+
+	if (raw_is_error(hdr)) {
+		snprintf(err, errlen, "mapping the eviction channel: %s", strerror((int)-hdr));
+		return (int)hdr;
+	}
+	size = ((struct usm_evict_chan *)hdr)->size;
+	ps = ((struct usm_evict_chan *)hdr)->page_size;
+	if (((struct usm_evict_chan *)hdr)->magic != USM_EVICT_MAGIC || ps > sizeof(page_buf)) {
+		raw_unmap((void *)hdr, sizeof(struct usm_evict_chan));
+		snprintf(err, errlen, "the eviction channel is not one this agent knows");
+		return -EPROTO;
+	}
+	raw_unmap((void *)hdr, sizeof(struct usm_evict_chan));
+	full = raw_syscall6(SYS_mmap, 0, (long)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (raw_is_error(full)) {
+		snprintf(err, errlen, "mapping the eviction channel: %s", strerror((int)-full));
+		return (int)full;
+	}
+	chan = (struct usm_evict_chan *)full;
+	return 0;
+}
+
+static int recv_devices(int sock, unsigned n, char *err, size_t errlen)
+{
+	for (ndev = 0; ndev < n && ndev < USM_SWAP_MAX_DEVS; ndev++) {
+		struct usm_msg_swapdev d;
+		int fd = -1;
+		ssize_t len = usm_sock_recv(sock, &d, sizeof(d), &fd);
+
+		if (len <= 0 || usm_msg_check(&d, (size_t)len) || d.h.type != USM_MSG_SWAPDEV ||
+		    d.dev != ndev || fd < 0) {
+			if (fd >= 0)
+				close(fd);
+			snprintf(err, errlen, "swap device %u missing from the instance", ndev);
+			return -EPROTO;
+		}
+		dev_fd[ndev] = fd;
+	}
+	return 0;
+}
+
+static int make_stage(char *err, size_t errlen)
+{
+	uint64_t got = 0, missing = 0;
+	int rc;
+
+	stage_uffd = usm_uffd_create();
+	if (stage_uffd < 0) {
+		snprintf(err, errlen, "userfaultfd for staging: %s", strerror(-stage_uffd));
+		return stage_uffd;
+	}
+	rc = usm_uffd_api(stage_uffd, UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE, &got, &missing);
+	stage = raw_map(STAGE_PAGES * ps, PROT_READ | PROT_WRITE);
+	if (!rc && !stage)
+		rc = -ENOMEM;
+	if (!rc)
+		rc = usm_uffd_register(stage_uffd, (uint64_t)stage, STAGE_PAGES * ps,
+				       UFFDIO_REGISTER_MODE_MISSING);
+	if (rc)
+		snprintf(err, errlen, "staging area: %s%s", strerror(-rc),
+			 missing ? " (the kernel lacks UFFDIO_MOVE)" : "");
+	return rc;
+}
+
+int agent_evict_setup(int sock, char *err, size_t errlen)
+{
+	struct usm_msg_evict_setup s;
+	int fd = -1, rc;
+	ssize_t n = usm_sock_recv(sock, &s, sizeof(s), &fd);
+
+	if (n <= 0 || usm_msg_check(&s, (size_t)n) || s.h.type != USM_MSG_EVICT_SETUP || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "no eviction channel from the instance");
+		return -EPROTO;
+	}
+	rc = map_chan(fd, err, errlen);
+	close(fd);
+	if (!rc)
+		rc = recv_devices(sock, s.ndevs, err, errlen);
+	if (!rc)
+		rc = make_stage(err, errlen);
+	return rc;
+}
+
+/* ---- moving pages out --------------------------------------------------- */
+
+/* Move one page into staging slot j.  A page shared with a fork child
+ * (copy-on-write) cannot be moved until this process has its own copy:
+ * an atomic add of zero makes one without changing a byte. */
+static int move_one(uint64_t va, unsigned j)
+{
+	uint64_t done = 0, dst = (uint64_t)stage + (uint64_t)j * ps;
+	int rc = usm_uffd_move(stage_uffd, dst, va, ps, &done);
+
+	if (rc == -EBUSY) {
+		__atomic_fetch_add((uint64_t *)va, 0, __ATOMIC_SEQ_CST);
+		rc = usm_uffd_move(stage_uffd, dst, va, ps, &done);
+	}
+	return rc;
+}
+
+static uint32_t answer_for(int rc)
+{
+	if (rc == 0)
+		return USM_EV_COPIED;
+	/* EINVAL: a mapping the kernel cannot move from (read-only, locked). */
+	return rc == -EINVAL ? USM_EV_PINNED : USM_EV_GONE;
+}
+
+static void move_batch(const unsigned *req, unsigned n)
+{
+	uint32_t answer[STAGE_PAGES];
+
+	for (unsigned j = 0; j < n; j++) {
+		int rc = move_one(chan->req[req[j]].vaddr, j);
+		answer[j] = answer_for(rc);
+		if (rc == 0)
+			memcpy(outbox(req[j]), stage + (uint64_t)j * ps, ps);
+	}
+	/* Empty the staging area for the next batch (no event: our own
+	 * userfaultfd has none). */
+	raw_syscall6(SYS_madvise, (long)stage, (long)(n * ps), MADV_DONTNEED, 0, 0, 0);
+	for (unsigned j = 0; j < n; j++)
+		atomic_store_explicit(&chan->req[req[j]].state, answer[j], memory_order_release);
+}
+
+static void process_queue(void)
+{
+	unsigned batch[STAGE_PAGES], n = 0;
+
+	for (unsigned i = 0; i < chan->nreq; i++) {
+		uint32_t queued = USM_EV_QUEUED;
+		if (!atomic_compare_exchange_strong(&chan->req[i].state, &queued, USM_EV_MOVING))
+			continue;
+		batch[n++] = i;
+		if (n == STAGE_PAGES) {
+			move_batch(batch, n);
+			n = 0;
+		}
+	}
+	if (n)
+		move_batch(batch, n);
+	atomic_fetch_add(&chan->done, 1);
+}
+
+static void *evictor(void *arg)
+{
+	struct timespec tick = { .tv_sec = 0, .tv_nsec = 200 * 1000000 };
+
+	(void)arg;
+	while (atomic_load(&agent.state) == AGENT_ATTACHED) {
+		uint32_t seen = atomic_load(&chan->kick);
+
+		pthread_mutex_lock(&evict_mu);
+		if (atomic_load(&agent.state) == AGENT_ATTACHED && chan)
+			process_queue();
+		pthread_mutex_unlock(&evict_mu);
+		syscall(SYS_futex, &chan->kick, FUTEX_WAIT, seen, &tick, NULL, 0);
+	}
+	return NULL;
+}
+
+int agent_evict_start(void)
+{
+	return chan ? agent_spawn(evictor, NULL) : 0;
+}
+
+/* ---- crash safety ------------------------------------------------------- */
+
+static void restore_page(uint64_t va, const void *content)
+{
+	uint64_t done = 0;
+	int rc = usm_uffd_copy_mode(agent.uffd, va, content, ps, 0, &done);
+
+	if (rc && rc != -EEXIST && rc != -ENOENT)
+		agent_log("cannot restore page 0x%llx: %s", (unsigned long long)va,
+			  strerror(-rc));
+}
+
+void agent_evict_restore(void)
+{
+	const struct usm_swap_ent *tab;
+	uint64_t n, lost = 0, back = 0;
+
+	if (!chan)
+		return;
+	pthread_mutex_lock(&evict_mu);
+	tab = (const void *)((const char *)chan + chan->table_off);
+	n = atomic_load(&chan->table_hwm);
+	for (uint64_t i = 0; i < n && i < chan->table_cap; i++) {
+		uint64_t va = atomic_load_explicit(&tab[i].vaddr, memory_order_acquire);
+		const struct usm_swap_loc *loc = &tab[i].loc;
+		if (!va)
+			continue;
+		if (loc->dev >= ndev ||
+		    usm_swap_read_loc(dev_fd[loc->dev], loc, page_buf, ps)) {
+			lost++;
+			continue;
+		}
+		restore_page(va, page_buf);
+		back++;
+	}
+	for (unsigned i = 0; i < chan->nreq; i++)
+		if (atomic_load(&chan->req[i].state) == USM_EV_COPIED) {
+			restore_page(chan->req[i].vaddr, outbox(i));
+			back++;
+		}
+	if (back || lost)
+		agent_log("restored %llu swapped-out page(s)%s", (unsigned long long)back,
+			  lost ? " (some could not be read: they read as zero)" : "");
+	pthread_mutex_unlock(&evict_mu);
+}
+
+/* ---- fork --------------------------------------------------------------- */
+
+static int ask_fork_token(void)
+{
+	struct usm_msg_fork_prepare m;
+	struct usm_msg_ack ack;
+	struct timeval tv = { .tv_sec = FORK_TIMEOUT_S };
+	int sock = usm_sock_connect(agent.sock_path), rc;
+	ssize_t n;
+
+	if (sock < 0)
+		return sock;
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	usm_msg_init(&m.h, USM_MSG_FORK_PREPARE, sizeof(m));
+	m.pid = getpid();
+	m.reserved = 0;
+	rc = usm_sock_send(sock, &m, sizeof(m), -1);
+	if (!rc) {
+		n = usm_sock_recv(sock, &ack, sizeof(ack), NULL);
+		if (n <= 0 || usm_msg_check(&ack, (size_t)n) || ack.h.type != USM_MSG_ACK)
+			rc = n < 0 ? (int)n : -EPROTO;
+		else
+			rc = ack.status;
+	}
+	close(sock);
+	return rc;
+}
+
+/*
+ * Before fork: stop moving pages (until the fork is over) and have the
+ * instance keep a reference to every swapped-out page for the child.  If
+ * that fails, the child would find those pages empty: detach instead,
+ * which puts them all back first.
+ */
+void agent_evict_fork_prepare(void)
+{
+	int rc;
+
+	fork_token = 0;
+	if (!chan || atomic_load(&agent.state) != AGENT_ATTACHED)
+		return;
+	pthread_mutex_lock(&evict_mu);
+	rc = ask_fork_token();
+	if (rc > 0) {
+		fork_token = (uint32_t)rc;
+		return;
+	}
+	agent_log("fork: the instance cannot share swapped-out pages with the child (%s)",
+		  strerror(rc < 0 ? -rc : EPROTO));
+	agent_detach("fork without the instance's snapshot");
+	pthread_mutex_unlock(&evict_mu);
+}
+
+void agent_evict_fork_parent(void)
+{
+	if (fork_token)
+		pthread_mutex_unlock(&evict_mu);
+}
+
+/* The child's copy of our state belongs to the parent's attachment. */
+void agent_evict_fork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+	evict_mu = fresh;
+	if (chan)
+		raw_unmap(chan, chan->size);
+	chan = NULL;
+	for (unsigned i = 0; i < ndev; i++)
+		close(dev_fd[i]);
+	ndev = 0;
+	if (stage_uffd >= 0)
+		close(stage_uffd);
+	stage_uffd = -1;
+	if (stage)
+		raw_unmap(stage, STAGE_PAGES * ps);
+	stage = NULL;
+}
+
+uint32_t agent_evict_fork_token(void)
+{
+	return fork_token;
+}
