@@ -27,6 +27,7 @@ PROGS=$BUILD/tests/progs
 TORTURE=$PROGS/usm_torture
 MEMWRITER=$PROGS/usm_memwriter
 TOUCH=$PROGS/usm_touch
+EVICT=$PROGS/usm_evict
 
 _LIB_OWN_DIR=
 if [ -z "${USM_RUNTIME_DIR:-}" ] || [ -z "${USM_TEST_TMP:-}" ]; then

@@ -1,0 +1,58 @@
+#!/bin/bash
+# Eviction under the embedded instance: working sets of 2x and 4x the
+# budget, written sequentially and in random order, by 1 and 8 threads, on
+# every kind of swap device; every page is checked after every pass.  Then
+# fork after eviction (parent and child each check, write, check again),
+# mremap and munmap of partly swapped ranges.  After exit, every frame and
+# every swap slot is free again.
+# timeout: 240
+. "$(dirname "$0")/lib.sh"
+need_prog "$EVICT"
+
+BUDGET=32
+DEVICES=("zmem - 256M" "zmem - 256M codec=zstd" "file $T/swap.img 256M" "file $T/swap-direct.img 256M direct")
+
+# evict_run NAME DEVICE ARGS...: run usm_evict under a fresh embedded instance.
+evict_run() {
+	local name=$1 dev=$2
+	shift 2
+	run_limited 120 "$T/$name.out" "$USM" run --stats-json "$T/$name.json" \
+		-o "memory $BUDGET" -o "swapdev $dev" -- "$EVICT" "$@"
+	assert_status 0 "$RC" "usm_evict $* on '$dev'" "$T/$name.out" "$T/$name.out.err"
+}
+
+# expect_ok NAME PAGES: the exact verdict line, evictions, and nothing left.
+expect_ok() {
+	assert_grep "$T/$1.out" "^evict: OK $2 pages verified$" "$1: all $2 page checks passed"
+	json_check "$T/$1.json" "d['evicted'] > 0 and d['swapped_in'] > 0" "$1: pages were evicted and swapped in"
+	json_check "$T/$1.json" "d['frames_peak'] <= d['memory_frames']" "$1: frames never exceeded the budget"
+	json_check "$T/$1.json" "d['frames_in_use'] == 0 and d['swapped_now'] == 0" "$1: no frame held after exit"
+	json_check "$T/$1.json" "d['swap']['slots_used'] == 0" "$1: no swap slot held after exit"
+	json_check "$T/$1.json" "d['kernel_pages'] == 0" "$1: no page went to the kernel"
+}
+
+# 2x and 4x the budget, sequential and random, on each device.
+i=0
+for dev in "${DEVICES[@]}"; do
+	evict_run "seq2x-$i" "$dev" --mb $((BUDGET * 2))
+	expect_ok "seq2x-$i" $((BUDGET * 2 * 256 * 2))
+	evict_run "rand4x-$i" "$dev" --mb $((BUDGET * 4)) --rand
+	expect_ok "rand4x-$i" $((BUDGET * 4 * 256 * 2))
+	i=$((i + 1))
+done
+
+# 8 threads.
+evict_run threads "${DEVICES[0]}" --mb $((BUDGET * 4)) --threads 8 --rand
+expect_ok threads $((BUDGET * 4 * 256 * 2))
+
+# fork after eviction: the child shares the parent's swapped pages.
+evict_run fork "${DEVICES[2]}" --mb $((BUDGET * 2)) --threads 2 --fork
+assert_grep "$T/fork.out" "^evict: child OK $((BUDGET * 2 * 256)) pages verified twice$" "the child saw its parent's data"
+expect_ok fork $((BUDGET * 2 * 256 * 4))
+
+# mremap and munmap of partly swapped ranges.
+# Pages checked: 2 passes, 2 checks around the mremap, then the lower
+# half less the eighth (a quarter of it) unmapped in its middle.
+P=$((BUDGET * 2 * 256))
+evict_run remap "${DEVICES[0]}" --mb $((BUDGET * 2)) --remap --unmap
+expect_ok remap $((2 * P + 2 * P + P / 2 - P / 8))
