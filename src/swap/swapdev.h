@@ -60,14 +60,21 @@ int usm_swapdev_parse(char *const *words, int nwords, struct usm_swapdev_cfg *ou
 
 /* Counters, per device and summed. */
 struct usm_swap_stats {
-	uint64_t slots_total, slots_used;  /* zmem: slots = pages stored */
-	uint64_t bytes_total, bytes_used;  /* device space */
-	uint64_t stored, loaded, freed;    /* pages */
-	uint64_t raw_bytes, stored_bytes;  /* compression ratio = raw / stored */
+	uint64_t slots_total, slots_used;  /* zmem: slots = pages stored; its
+					    * total is size / 64, an upper bound */
+	uint64_t bytes_total, bytes_used;  /* device space (zmem: chunks) */
+	uint64_t stored, loaded, freed;    /* pages, since init */
+	uint64_t raw_bytes, stored_bytes;  /* of the pages stored now:
+					    * compression ratio = raw / stored */
 	uint64_t store_errors, load_errors;
 };
 
-/* Open the devices (page_size bytes per page); 0 or -errno with err. */
+/*
+ * Open the devices (page_size bytes per page: a power of two from 4096 to
+ * 32768, since a raw page's length must fit loc.len); 0 or -errno with
+ * err naming the device and its config line.  Another init before
+ * usm_swap_fini fails with -EBUSY.
+ */
 int usm_swap_init(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t page_size,
 		  char *err, size_t errlen);
 void usm_swap_fini(void);
@@ -85,9 +92,11 @@ int usm_swap_dev_fd(unsigned dev);
  */
 unsigned usm_swap_store(const void *const *pages, unsigned n, struct usm_swap_loc *out);
 /* Read n locs into bufs[i] as one batch; returns 0 or -errno (then no
- * buffer is to be trusted). */
+ * buffer is to be trusted): -EINVAL for a loc that does not hold a
+ * reference (never stored, or freed), -ENODEV when swap is not enabled. */
 int usm_swap_load(const struct usm_swap_loc *locs, unsigned n, void *const *bufs);
-/* Another reference (fork); drop one (the slot is freed at zero). */
+/* Another reference (fork); drop one (the slot is freed at zero).  A loc
+ * with len 0 is ignored; a loc not stored is logged and ignored. */
 void usm_swap_ref(const struct usm_swap_loc *loc);
 void usm_swap_unref(const struct usm_swap_loc *loc);
 /* Slots in use over all devices (0 when every process has exited). */
