@@ -384,7 +384,7 @@ static void put_back(struct usm_process *p, unsigned i)
 		if (pg->fw_flags & USM_PG_DROPPED)
 			frame_gone(pg);
 		else
-			back_to_mapped(pg, true);   /* no room: stop choosing it */
+			back_to_mapped(pg, false);
 		req_done(p, i);
 	} else if (rc != -EAGAIN) {
 		usm_log(USM_LOG_ERROR, "pid %d: cannot put page 0x%llx back: %s",
@@ -423,7 +423,9 @@ unsigned usm_evict_collect(struct usm_process *p)
 	if (!n)
 		return p->ninflight;
 
-	usm_swap_store(pages, n, locs);
+	if (usm_swap_store(pages, n, locs) < n)
+		/* The devices are full: no more victims until slots free up. */
+		atomic_store(&usm_inst->swap_full_at, usm_swap_slots_used() + 1);
 	pthread_mutex_lock(&usm_inst->lock);
 	for (unsigned k = 0; k < n; k++)
 		if (!locs[k].len || !settle_stored(p, idx[k], &locs[k]))

@@ -153,6 +153,8 @@ struct usm_instance {
 	pthread_cond_t reclaim_cv;
 	bool reclaim_kicked;
 	_Atomic bool reclaim_stuck;       /* nothing evictable: OOM decides */
+	_Atomic uint64_t swap_full_at;    /* slots used + 1 when a store found
+					   * no room, 0 while there is room */
 	struct usm_list_head forks;       /* snapshots for forked children */
 	uint32_t fork_seq;
 };

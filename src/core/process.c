@@ -366,7 +366,9 @@ enum usm_oom_action usm_oom_default(struct usm_event *ev)
 		/* While an earlier victim is still exiting, its frames are on
 		 * their way back: wait for them rather than kill another. */
 		if (vs.best && !vs.dying)
-			usm_process_kill(vs.best, "instance out of frames (oom kill)");
+			usm_process_kill(vs.best, usm_evict_enabled(usm_inst)
+				? "instance out of frames and nothing left to evict (oom kill)"
+				: "instance out of frames (oom kill)");
 		return USM_OOM_WAIT;
 	case USM_OOM_WAIT:
 	default:

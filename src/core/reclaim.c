@@ -166,6 +166,16 @@ static uint64_t frames_needed(struct usm_instance *inst, uint64_t inflight, bool
 	return *reclaiming ? inst->wm_high - free_now : 0;
 }
 
+/* The devices were full at the last store: are they still? */
+static bool devices_full(struct usm_instance *inst)
+{
+	uint64_t at = atomic_load(&inst->swap_full_at);
+
+	if (at && usm_swap_slots_used() + 1 < at)
+		atomic_store(&inst->swap_full_at, 0);     /* slots were freed */
+	return atomic_load(&inst->swap_full_at) != 0;
+}
+
 static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t *outstanding)
 {
 	struct usm_process **procs;
@@ -174,7 +184,7 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 
 	*outstanding = collect_all(procs, n);
 	need = frames_needed(inst, *outstanding, reclaiming);
-	if (need || !*outstanding)
+	if ((need || !*outstanding) && !devices_full(inst))
 		queued = choose_victims(inst, need);
 	if (queued) {
 		kick_agents(procs, n);

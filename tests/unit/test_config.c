@@ -277,7 +277,8 @@ static void test_eight_words(void **state)
 static void test_unknown_directive(void **state)
 {
 	const char *list = "(expected one of memory, workers, page, mode, host, oom, policy, "
-			   "process, priority, threshold, plugin, set)";
+			   "process, priority, threshold, plugin, set, swapdev, swap_policy, "
+			   "watermarks, limit, trace)";
 	char want[300];
 
 	snprintf(want, sizeof(want), "unknown directive 'bogus' %s", list);
@@ -288,6 +289,61 @@ static void test_unknown_directive(void **state)
 	expect_error("memory 5\nMemory 5\n", 2, want);
 	snprintf(want, sizeof(want), "unknown directive 'memory=5' %s", list);
 	expect_error("memory=5", 1, want);
+}
+
+/* ---- eviction directives -------------------------------------------- */
+
+static void test_eviction_directives(void **state)
+{
+	struct usm_config cfg;
+
+	parse_ok(&cfg, "");
+	assert_int_equal(cfg.nswapdevs, 0);
+	assert_int_equal(cfg.wm_low_pct, 2);
+	assert_int_equal(cfg.wm_high_pct, 4);
+	usm_config_free(&cfg);
+
+	parse_ok(&cfg, "page 4096\nswapdev zmem - 64M codec=zstd priority=5\n"
+		       "swapdev file /tmp/x.swap 1G direct\nswap_policy clock\n"
+		       "watermarks 1 3\nlimit redis 128\nlimit redis 256\ntrace redis /tmp/t\n");
+	assert_int_equal(cfg.nswapdevs, 2);
+	assert_string_equal(cfg.swapdevs[0].kind, "zmem");
+	assert_int_equal(cfg.swapdevs[0].size, 64ull << 20);
+	assert_int_equal(cfg.swapdevs[0].priority, 5);
+	assert_int_equal(cfg.swapdevs[0].codec, USM_CODEC_ZSTD);
+	assert_int_equal(cfg.swapdevs[0].line, 2);
+	assert_string_equal(cfg.swapdevs[1].path, "/tmp/x.swap");
+	assert_true(cfg.swapdevs[1].direct);
+	assert_string_equal(cfg.swap_policy, "clock");
+	assert_int_equal(cfg.swap_policy_line, 4);
+	assert_int_equal(cfg.wm_low_pct, 1);
+	assert_int_equal(cfg.wm_high_pct, 3);
+	/* the last limit line wins; MiB in frames */
+	assert_int_equal(usm_config_limit_for(&cfg, "redis"), 256 * 256);
+	assert_int_equal(usm_config_limit_for(&cfg, "other"), 0);
+	assert_string_equal(usm_config_trace_for(&cfg, "redis"), "/tmp/t");
+	assert_null(usm_config_trace_for(&cfg, "other"));
+	usm_config_free(&cfg);
+
+	expect_error("watermarks 5 3", 1, "watermarks: high (3%) is below low (5%)");
+	expect_error("watermarks 1 51", 1, "watermarks <high%>: 51 is out of range [1, 50]");
+	expect_error("watermarks x 3", 1, "watermarks <low%>: expected a whole number, got 'x'");
+	expect_error("limit a 0", 1, "limit <name> <MiB>: 0 is out of range [1, 1073741824]");
+	expect_error("limit a", 1, "expected 'limit <name> <MiB>'");
+	expect_error("trace a", 1, "expected 'trace <name> <file>'");
+	expect_error("swap_policy", 1, "expected 'swap_policy <name>'");
+	expect_error("swapdev", 1, "expected 'swapdev file|zmem <path|-> <size> [option]...'");
+	/* the swap layer's own message, after file:line */
+	assert_int_equal(parse(&cfg, "memory 5\nswapdev tape /dev/st0 1G\n"), -1);
+	assert_true(!strncmp(err, SRC ":2: swapdev: ", strlen(SRC ":2: swapdev: ")));
+	assert_non_null(strstr(err, "tape"));
+	usm_config_free(&cfg);
+	assert_int_equal(parse(&cfg, "swapdev zmem - 0\n"), -1);
+	assert_true(!strncmp(err, SRC ":1: swapdev: ", strlen(SRC ":1: swapdev: ")));
+	usm_config_free(&cfg);
+	expect_error("swapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\n"
+		     "swapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\n"
+		     "swapdev zmem - 1M\n", 9, "swapdev: at most 8 devices");
 }
 
 static void test_arg_count(void **state)
@@ -711,6 +767,7 @@ int main(void)
 		cmocka_unit_test(test_name_limits_ok),
 		cmocka_unit_test(test_eight_words),
 		cmocka_unit_test(test_unknown_directive),
+		cmocka_unit_test(test_eviction_directives),
 		cmocka_unit_test(test_arg_count),
 		cmocka_unit_test(test_not_a_number),
 		cmocka_unit_test(test_out_of_range),
