@@ -123,11 +123,6 @@ struct usm_page {
 	const void *owner;            /* framework-private: the mapping policy */
 };
 
-/* usm_page.fw_flags */
-#ifndef USM_PG_REFERENCED
-#define USM_PG_REFERENCED (1u << 0)   /* accessed since usm_page_referenced() */
-#endif
-
 /* ---- processes ---------------------------------------------------- */
 
 pid_t        usm_process_pid(const struct usm_process *p);

@@ -73,7 +73,7 @@ void agent_register(uint64_t start, uint64_t len)
 		return;
 	lock();
 	if (agent.uffd >= 0)
-		usm_uffd_register(agent.uffd, start, len, UFFDIO_REGISTER_MODE_MISSING);
+		usm_uffd_register(agent.uffd, start, len, agent.reg_mode);
 	unlock();
 	/* With 2 MiB pages in play the mapping must be THP-eligible: then a
 	 * fault leaves the PMD empty (the kernel's huge-page fault path asks
@@ -201,7 +201,11 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	/* Inline: faults come as SIGBUS to the faulting thread, and no
 	 * non-cooperative events (nobody would read them; munmap & co are
 	 * trapped instead). */
-	uint64_t want = in ? UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MOVE : USM_UFFD_WANTED;
+	/* WP_ASYNC: registered with MODE_WP, written pages can be found
+	 * with PAGEMAP_SCAN (the instance's access tracking, core/access.c)
+	 * at the cost of a minor fault in the kernel, never a message. */
+	uint64_t want = in ? UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MOVE
+			   : USM_UFFD_WANTED | UFFD_FEATURE_WP_ASYNC;
 	uint64_t need = in ? UFFD_FEATURE_SIGBUS : USM_UFFD_REQUIRED;
 	uint64_t got = 0, missing = 0;
 	int uffd, sock, rc;
@@ -237,6 +241,9 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	}
 	agent.uffd = uffd;
 	agent.sock = sock;
+	agent.reg_mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (agent.want_evict && (got & UFFD_FEATURE_WP_ASYNC))
+		agent.reg_mode |= UFFDIO_REGISTER_MODE_WP;
 	return 0;
 }
 

@@ -39,6 +39,8 @@ struct agent {
 	bool inline_mode;        /* faults resolved in this process (SIGBUS) */
 	bool want_pool;          /* the instance wants a 2 MiB page pool */
 	bool want_evict;         /* the instance evicts: EVICT_SETUP follows */
+	uint64_t reg_mode;       /* UFFDIO_REGISTER_MODE_*: MISSING, + WP when
+				  * the instance tracks writes (it evicts) */
 	const struct usm_inline_api *api;   /* libusm's in-process host */
 	const char *uffd_pending_config;    /* inline config, until the host starts */
 };

@@ -98,6 +98,9 @@ static void print_swap(FILE *f, const struct usm_stat_instance *i)
 		(unsigned long long)(i->c.swapped_in > i->c.swapin_faults ?
 				     i->c.swapped_in - i->c.swapin_faults : 0),
 		(unsigned long long)i->c.swapcache_hits, (unsigned long long)i->c.evict_failed);
+	fprintf(f, "  access   %llu scans (%.1f ms), %llu frames found written\n",
+		(unsigned long long)i->access_scans, (double)i->access_scan_ns / 1e6,
+		(unsigned long long)i->access_marked);
 }
 
 void cli_print_stats(FILE *f, const struct usm_msg_stats_reply *r)
@@ -189,12 +192,14 @@ static void json_swap(FILE *f, const struct usm_stat_instance *i)
 	fprintf(f, ",\"devices\":%u,\"slots_used\":%llu,\"slots_total\":%llu,"
 		"\"bytes_used\":%llu,\"bytes_total\":%llu,\"stored\":%llu,\"loaded\":%llu,"
 		"\"raw_bytes\":%llu,\"stored_bytes\":%llu,\"store_errors\":%llu,"
-		"\"load_errors\":%llu},", i->swap_devs,
+		"\"load_errors\":%llu,\"access_scans\":%llu,\"access_marked\":%llu},",
+		i->swap_devs,
 		(unsigned long long)s->slots_used, (unsigned long long)s->slots_total,
 		(unsigned long long)s->bytes_used, (unsigned long long)s->bytes_total,
 		(unsigned long long)s->stored, (unsigned long long)s->loaded,
 		(unsigned long long)s->raw_bytes, (unsigned long long)s->stored_bytes,
-		(unsigned long long)s->store_errors, (unsigned long long)s->load_errors);
+		(unsigned long long)s->store_errors, (unsigned long long)s->load_errors,
+		(unsigned long long)i->access_scans, (unsigned long long)i->access_marked);
 }
 
 void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)

@@ -7,6 +7,7 @@
  * userfaultfd and hands the process to a worker, answers STATS, and
  * samples each process's anonymous RSS for the managed-memory ratio.
  */
+#include "core/access.h"
 #include "core/instance.h"
 #include "mech/uffd.h"
 
@@ -230,6 +231,8 @@ static bool take_hello(struct usm_instance *inst, struct client *c,
 		usm_process_put(p);
 		return true;
 	}
+	if (evict)
+		usm_access_track(p);
 	if (p->inline_host && usm_inline_send_config(p) < 0) {
 		usm_log(USM_LOG_ERROR, "pid %d: cannot set up its attachment", p->pid);
 		usm_process_teardown(p);
@@ -302,6 +305,11 @@ static size_t fill_stats(struct usm_instance *inst, struct usm_msg_stats_reply *
 		snprintf(si->swap_policy, sizeof(si->swap_policy), "%s", inst->swap_policy->name);
 		si->swap_devs = usm_swap_ndevs();
 		usm_swap_stats(-1, &si->swap);
+		struct usm_access_stats as;
+		usm_access_get_stats(&as);
+		si->access_scans = as.scans;
+		si->access_marked = as.pages_marked;
+		si->access_scan_ns = as.scan_ns;
 	}
 
 	pthread_mutex_lock(&inst->procs_lock);

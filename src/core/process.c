@@ -2,6 +2,7 @@
 /*
  * core/process.c - processes attached to the instance.
  */
+#include "core/access.h"
 #include "core/instance.h"
 
 #include <errno.h>
@@ -184,6 +185,8 @@ void usm_process_teardown(struct usm_process *p)
 		usm_drop_pending(w, p);
 	}
 
+	if (p->chan)
+		usm_access_untrack(p);      /* its own lock, before ours */
 	/* Under the policy lock: from here on no policy (on any worker) can
 	 * reach p through usm_process_for_each, nor look at its pagemap.
 	 * The channel lock first: the reclaimer may be storing p's pages. */

@@ -12,6 +12,7 @@
  * devices are full — the instance is "stuck" and waiting faults go to the
  * OOM policy.
  */
+#include "core/access.h"
 #include "core/instance.h"
 #include "swap/swapdev.h"
 
@@ -24,6 +25,8 @@
 #define TICK_NS          (100 * 1000000ull)   /* idle period */
 #define POLL_NS          (300 * 1000ull)      /* while agents work */
 #define VICTIMS_PER_ROUND 512
+#define SCAN_NS          (200 * 1000000ull)   /* access tracking period */
+#define SCAN_ABOVE_PCT   50                   /* ... once the budget is this full */
 
 void usm_reclaim_kick(struct usm_instance *inst)
 {
@@ -202,12 +205,18 @@ static void *reclaimer_main(void *arg)
 {
 	struct usm_instance *inst = arg;
 	bool reclaiming = false;
-	uint64_t outstanding = 0, last_expire = usm_now_ns();
+	uint64_t outstanding = 0, last_expire = usm_now_ns(), last_scan = 0;
 
 	while (!inst->stopping) {
 		wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
 		if (inst->stopping)
 			break;
+		/* What was written lately, for the policy's choice; only when
+		 * memory is filling up: it costs the program minor faults. */
+		if (usm_now_ns() - last_scan > SCAN_NS && usm_budget_used_pct() >= SCAN_ABOVE_PCT) {
+			usm_access_scan(inst);
+			last_scan = usm_now_ns();
+		}
 		reclaim_round(inst, &reclaiming, &outstanding);
 		if (usm_now_ns() - last_expire > 1000000000ull) {
 			usm_evict_forks_expire(inst);
@@ -256,6 +265,9 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 	}
 	sp->initialised = 1;
 	inst->swap_policy = sp;
+	if (usm_access_init(inst, err, errlen))
+		usm_log(USM_LOG_WARN, "%s", err);
+	err[0] = '\0';
 	inst->wm_low = pct_of(inst->nframes, cfg->wm_low_pct, 64);
 	inst->wm_high = pct_of(inst->nframes, cfg->wm_high_pct, inst->wm_low + 64);
 	if (inst->wm_high > inst->nframes / 2)
@@ -297,6 +309,7 @@ void usm_evict_fini(struct usm_instance *inst)
 	if (!inst->swap_policy)
 		return;
 	usm_evict_forks_fini(inst);
+	usm_access_fini();
 	if (inst->swap_policy->ops->usm_exit)
 		inst->swap_policy->ops->usm_exit();
 	inst->swap_policy = NULL;

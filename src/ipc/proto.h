@@ -144,6 +144,9 @@ struct usm_stat_instance {
 	uint32_t swap_devs;
 	uint32_t reserved2;
 	struct usm_swap_stats swap;     /* summed over the devices */
+	uint64_t access_scans;          /* access tracking (core/access.h) */
+	uint64_t access_marked;         /* frames found written */
+	uint64_t access_scan_ns;        /* time spent scanning */
 	struct usm_stat_counters c;     /* instance totals (incl. exited) */
 };
 

@@ -24,6 +24,7 @@ evict_run() {
 # expect_ok NAME PAGES: the exact verdict line, evictions, and nothing left.
 expect_ok() {
 	assert_grep "$T/$1.out" "^evict: OK $2 pages verified$" "$1: all $2 page checks passed"
+	assert_no_grep "$T/$1.out.err" "usm-agent" "$1: the agent never detached"
 	json_check "$T/$1.json" "d['evicted'] > 0 and d['swapped_in'] > 0" "$1: pages were evicted and swapped in"
 	json_check "$T/$1.json" "d['frames_peak'] <= d['memory_frames']" "$1: frames never exceeded the budget"
 	json_check "$T/$1.json" "d['frames_in_use'] == 0 and d['swapped_now'] == 0" "$1: no frame held after exit"
