@@ -389,6 +389,11 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 	enum usm_oom_action act;
 	struct usm_page *v;
 
+	/* At its own limit: the reclaimer evicts some of its pages first. */
+	if (p->limit_frames && p->chan && usm_read(&p->c.frames_in_use) >= p->limit_frames) {
+		usm_reclaim_kick(usm_inst);
+		return USM_FAULT_RETRY;
+	}
 	pthread_mutex_lock(&usm_inst->lock);
 	v = p->chan ? usm_pagemap_get(&p->pm, ev.vaddr) : NULL;
 	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {

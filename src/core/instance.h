@@ -74,6 +74,7 @@ struct usm_process {
 	uint64_t *swap_free;              /* free swap-table entries (stack) */
 	uint64_t nswap_free, swap_next;
 	uint64_t limit_frames;            /* `limit`, 0: none */
+	uint64_t limit_cursor;            /* where the limit's victims were taken */
 	_Atomic int refs;                 /* freed by usm_process_put at 0 */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	struct usm_list_head leased;      /* inline: frames lent to it */

@@ -73,6 +73,7 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	memcpy(p->comm, h->comm, sizeof(p->comm));
 	p->comm[sizeof(p->comm) - 1] = '\0';
 	p->cfgline = usm_config_process_for(&inst->cfg, p->comm);
+	p->limit_frames = usm_config_limit_for(&inst->cfg, p->comm);
 	p->priority = usm_config_priority_for(&inst->cfg, p->comm);
 	p->uffd = uffd;
 	p->sock = sock;

@@ -157,6 +157,66 @@ static void kick_workers(struct usm_instance *inst)
 		usm_worker_kick(&inst->workers[i]);
 }
 
+/* Headroom kept under a process's `limit`, so that it does not stop at
+ * every fault once it reached the limit. */
+#define LIMIT_SLACK 64
+
+struct limit_walk {
+	uint64_t want, queued, last;
+};
+
+static void limit_pick(uint64_t va, struct usm_page *pg, void *arg)
+{
+	struct limit_walk *lw = arg;
+
+	if (lw->queued >= lw->want || usm_pm_is_swap(pg) || pg->state != USM_PAGE_MAPPED ||
+	    !(pg->fw_flags & USM_PG_TRACKED))
+		return;
+	usm_evict_untrack(pg);
+	if (!usm_evict_queue(pg)) {
+		usm_evict_track(pg);
+		lw->want = lw->queued;          /* channel full: next round */
+		return;
+	}
+	lw->queued++;
+	lw->last = va + 1;
+}
+
+/*
+ * inst->lock held.  Victims of one process over its `limit`: the policy
+ * orders every process's pages together, so the framework picks these
+ * itself, in address order from where its last round stopped.
+ */
+static uint64_t queue_own_pages(struct usm_process *p, uint64_t want)
+{
+	struct limit_walk lw = { want, 0, p->limit_cursor };
+
+	usm_pagemap_walk(&p->pm, p->limit_cursor, UINT64_MAX, limit_pick, &lw);
+	if (lw.queued < lw.want)
+		usm_pagemap_walk(&p->pm, 0, p->limit_cursor, limit_pick, &lw);
+	p->limit_cursor = lw.last;
+	return lw.queued;
+}
+
+/* Processes over (or at) their `limit` give back pages of their own. */
+static uint64_t enforce_limits(struct usm_instance *inst, struct usm_process **procs, size_t n)
+{
+	uint64_t queued = 0;
+
+	pthread_mutex_lock(&inst->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct usm_process *p = procs[i];
+		uint64_t held = usm_read(&p->c.frames_in_use);
+		uint64_t floor = p->limit_frames > LIMIT_SLACK ? p->limit_frames - LIMIT_SLACK : 0;
+
+		if (!p->limit_frames || p->exiting || held + p->ninflight <= floor)
+			continue;
+		queued += queue_own_pages(p, held - floor > p->ninflight ? held - floor - p->ninflight : 0);
+	}
+	pthread_mutex_unlock(&inst->lock);
+	return queued;
+}
+
 /* Frames to free now: up to the high watermark once below the low one. */
 static uint64_t frames_needed(struct usm_instance *inst, uint64_t inflight, bool *reclaiming)
 {
@@ -187,8 +247,11 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 
 	*outstanding = collect_all(procs, n);
 	need = frames_needed(inst, *outstanding, reclaiming);
-	if ((need || !*outstanding) && !devices_full(inst))
-		queued = choose_victims(inst, need);
+	if (!devices_full(inst)) {
+		queued = enforce_limits(inst, procs, n);
+		if (need || !*outstanding)
+			queued += choose_victims(inst, need);
+	}
 	if (queued) {
 		kick_agents(procs, n);
 		*outstanding += queued;

@@ -57,3 +57,14 @@ expect_ok fork $((BUDGET * 2 * 256 * 4))
 P=$((BUDGET * 2 * 256))
 evict_run remap "${DEVICES[0]}" --mb $((BUDGET * 2)) --remap --unmap
 expect_ok remap $((2 * P + 2 * P + P / 2 - P / 8))
+
+# A per-process limit below the instance budget: the process is held to
+# it (its own pages are evicted) while the instance has room to spare.
+run_limited 120 "$T/limit.out" "$USM" run --stats-json "$T/limit.json" -o "memory 256" \
+	-o "swapdev ${DEVICES[0]}" -o "limit usm_evict 16" -- "$EVICT" --mb 48 --threads 2
+assert_status 0 "$RC" "usm_evict under limit usm_evict 16" "$T/limit.out" "$T/limit.out.err"
+assert_grep "$T/limit.out" "^evict: OK $((48 * 256 * 2)) pages verified$" "limit: all page checks passed"
+json_check "$T/limit.json" "procs(comm='usm_evict')[0]['frames_peak'] <= 16 * 256" \
+	"limit: the process never held more than its 16 MiB"
+json_check "$T/limit.json" "d['evicted'] > 0 and d['frames_in_use'] == 0 and d['swap']['slots_used'] == 0" \
+	"limit: pages were evicted, nothing left after exit"
