@@ -173,11 +173,11 @@ static uint64_t mark_range(struct usm_process *p, uint64_t psz, uint64_t start, 
 	uint64_t marked = 0;
 
 	for (uint64_t va = start & ~(psz - 1); va < end; va += psz) {
-		struct usm_page *pg = usm_page_lookup(p, va);   /* not a swap entry */
+		struct usm_page *pg = usm_pagemap_get(&p->pm, va);
 
 		/* The kernel's answer is older than the pagemap's: the frame
 		 * may have been freed, evicted or reused meanwhile. */
-		if (!pg || pg->proc != p || pg->state != USM_PAGE_MAPPED || pg->vaddr != va)
+		if (!pg || usm_pm_is_swap(pg) || pg->proc != p || pg->state != USM_PAGE_MAPPED || pg->vaddr != va)
 			continue;
 		pg->fw_flags |= USM_PG_REFERENCED;
 		marked++;
