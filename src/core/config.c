@@ -567,3 +567,13 @@ long long usm_config_int_value(const char *v, const char *what, long long def, i
 	}
 	return n;
 }
+
+const char *usm_config_trace_for(const struct usm_config *cfg, const char *comm)
+{
+	const char *path = NULL;
+
+	for (size_t i = 0; i < cfg->ntraces; i++)
+		if (!strcmp(cfg->traces[i].comm, comm))
+			path = cfg->traces[i].path;
+	return path;
+}

@@ -87,6 +87,7 @@ static struct usm_page *pop_frame(struct usm_instance *inst)
 	pg->state = USM_PAGE_TAKEN;
 	pg->vaddr = 0;
 	pg->policy_flags = 0;
+	pg->fw_flags = 0;
 	pg->priv = NULL;
 	pg->owner = NULL;
 	usm_list_init(&pg->list);
@@ -133,4 +134,17 @@ void usm_frame_release(struct usm_page *pg)
 	usm_count(&p->c.frames_in_use, (uint64_t)-1);
 	usm_count(&usm_inst->c.frames_in_use, (uint64_t)-1);
 	usm_frame_put(pg);
+}
+
+bool usm_page_referenced(struct usm_page *pg)
+{
+	bool was = pg->fw_flags & USM_PG_REFERENCED;
+
+	pg->fw_flags &= ~USM_PG_REFERENCED;
+	return was;
+}
+
+bool usm_page_pinned(const struct usm_page *pg)
+{
+	return pg->fw_flags & USM_PG_PINNED;
 }

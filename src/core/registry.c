@@ -11,8 +11,7 @@ static struct usm_policy alloc_policies[MAX_POLICIES];
 static size_t n_alloc;
 static int default_alloc = -1;
 
-static const struct usm_swap_policy_ops *swap_policies[MAX_POLICIES];
-static char swap_names[MAX_POLICIES][32];
+static struct usm_swap_policy swap_policies[MAX_POLICIES];
 static size_t n_swap;
 
 int usm_register_alloc_policy(const struct usm_alloc_policy_ops *ops,
@@ -46,8 +45,12 @@ int usm_register_swap_policy(const struct usm_swap_policy_ops *ops,
 {
 	if (!ops || !name || !*name || strlen(name) >= 32 || n_swap == MAX_POLICIES)
 		return USM_EINVAL;
-	swap_policies[n_swap] = ops;
-	snprintf(swap_names[n_swap], sizeof(swap_names[n_swap]), "%s", name);
+	if (usm_registry_find_swap(name)) {
+		usm_log(USM_LOG_ERROR, "swap policy '%s' is already registered", name);
+		return USM_EINVAL;
+	}
+	swap_policies[n_swap].ops = ops;
+	snprintf(swap_policies[n_swap].name, sizeof(swap_policies[n_swap].name), "%s", name);
 	n_swap++;
 	(void)is_default;
 	return USM_OK;
@@ -76,6 +79,24 @@ void usm_registry_names(char *buf, size_t len)
 	for (size_t i = 0; i < n_alloc && off < len; i++)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
 					alloc_policies[i].name);
+}
+
+struct usm_swap_policy *usm_registry_find_swap(const char *name)
+{
+	for (size_t i = 0; i < n_swap; i++)
+		if (!strcmp(swap_policies[i].name, name))
+			return &swap_policies[i];
+	return NULL;
+}
+
+void usm_registry_swap_names(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n_swap && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
+					swap_policies[i].name);
 }
 
 size_t usm_registry_count(void)

@@ -15,12 +15,22 @@ struct usm_policy {
 	int initialised;
 };
 
+struct usm_swap_policy {
+	char name[32];
+	const struct usm_swap_policy_ops *ops;
+	int initialised;
+};
+
 struct usm_policy *usm_registry_find_alloc(const char *name);
 /* The policy registered with is_default (or the first one). */
 struct usm_policy *usm_registry_default_alloc(void);
 /* Comma-separated names of the allocation policies. */
 void usm_registry_names(char *buf, size_t len);
 size_t usm_registry_count(void);
+
+struct usm_swap_policy *usm_registry_find_swap(const char *name);
+/* Comma-separated names of the swap (eviction) policies. */
+void usm_registry_swap_names(char *buf, size_t len);
 struct usm_policy *usm_registry_at(size_t i);
 
 /* Load a plugin; on failure err says which file and why. */

@@ -140,6 +140,9 @@ static void test_register_swap(void **state)
 	assert_int_equal(usm_register_swap_policy(&swap_ops, "unit_swap", true), USM_OK);
 	/* swap policies are not allocation policies */
 	assert_null(usm_registry_find_alloc("unit_swap"));
+	assert_non_null(usm_registry_find_swap("unit_swap"));
+	assert_ptr_equal(usm_registry_find_swap("unit_swap")->ops, &swap_ops);
+	assert_int_equal(usm_register_swap_policy(&swap_ops, "unit_swap", false), USM_EINVAL);
 }
 
 /* ---- plugins ------------------------------------------------------------ */
