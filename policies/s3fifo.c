@@ -244,7 +244,9 @@ static int s3_init(void)
 	int err;
 	long long n = usm_config_get_int("s3fifo.prefetch", 1, &err);
 
-	if (err || n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
+	if (err)            /* usm_config_get_int said what is wrong */
+		return USM_EINVAL;
+	if (n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
 		usm_log(USM_LOG_ERROR, "set s3fifo.prefetch: expected a power of two "
 			"from 1 to %d, got '%s'", USM_RESOLVE_MAX, usm_config_get("s3fifo.prefetch"));
 		return USM_EINVAL;
