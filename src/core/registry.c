@@ -71,14 +71,19 @@ struct usm_policy *usm_registry_default_alloc(void)
 	return n_alloc ? &alloc_policies[0] : NULL;
 }
 
-void usm_registry_names(char *buf, size_t len)
+/* "a, b, c": the name fields of n entries `stride` bytes apart. */
+static void join_names(char *buf, size_t len, const char *name, size_t stride, size_t n)
 {
 	size_t off = 0;
 
 	buf[0] = '\0';
-	for (size_t i = 0; i < n_alloc && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
-					alloc_policies[i].name);
+	for (size_t i = 0; i < n && off < len; i++, name += stride)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", name);
+}
+
+void usm_registry_names(char *buf, size_t len)
+{
+	join_names(buf, len, alloc_policies[0].name, sizeof(alloc_policies[0]), n_alloc);
 }
 
 struct usm_swap_policy *usm_registry_find_swap(const char *name)
@@ -91,12 +96,7 @@ struct usm_swap_policy *usm_registry_find_swap(const char *name)
 
 void usm_registry_swap_names(char *buf, size_t len)
 {
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n_swap && off < len; i++)
-		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "",
-					swap_policies[i].name);
+	join_names(buf, len, swap_policies[0].name, sizeof(swap_policies[0]), n_swap);
 }
 
 size_t usm_registry_count(void)

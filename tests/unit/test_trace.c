@@ -284,6 +284,17 @@ static void expect_record_error(unsigned good, const char *want)
 	usm_trace_close(&rd);
 }
 
+/* A good header with the u32 at off set to v must fail to open with want. */
+static void bad_field(size_t off, uint32_t v, const char *want)
+{
+	uint8_t h[USM_TRACE_HDR_SIZE];
+
+	memcpy(h, good_hdr, sizeof(h));
+	put_le32(h + off, v);
+	write_file("field", h, sizeof(h), NULL, 0);
+	expect_open_error(want);
+}
+
 static void test_bad_headers(void **state)
 {
 	uint8_t h[USM_TRACE_HDR_SIZE];
@@ -306,32 +317,17 @@ static void test_bad_headers(void **state)
 	write_file("magic", h, sizeof(h), NULL, 0);
 	expect_open_error("offset 0: bad magic (not a USM trace file: expected \"USMTRACE\")");
 
-	memcpy(h, good_hdr, sizeof(h));
-	put_le32(h + 8, 2);
-	write_file("version", h, sizeof(h), NULL, 0);
-	expect_open_error("offset 8: unsupported version 2 (this usm reads version 1)");
-
+	bad_field(8, 2, "offset 8: unsupported version 2 (this usm reads version 1)");
 	static const uint32_t bad_pages[] = { 0, 4097, 3000, 256 };
 	for (size_t i = 0; i < 4; i++) {
 		char want[128];
 
-		memcpy(h, good_hdr, sizeof(h));
-		put_le32(h + 12, bad_pages[i]);
-		write_file("page", h, sizeof(h), NULL, 0);
 		snprintf(want, sizeof(want), "offset 12: bad page size %u (expected a power "
 			 "of two >= 512)", bad_pages[i]);
-		expect_open_error(want);
+		bad_field(12, bad_pages[i], want);
 	}
-
-	memcpy(h, good_hdr, sizeof(h));
-	put_le32(h + 16, 0x10);
-	write_file("flags", h, sizeof(h), NULL, 0);
-	expect_open_error("offset 16: unknown flags 0x10 (version 1 defines none)");
-
-	memcpy(h, good_hdr, sizeof(h));
-	put_le32(h + 20, 24);
-	write_file("recsize", h, sizeof(h), NULL, 0);
-	expect_open_error("offset 20: record size 24 (version 1 records are 32 bytes)");
+	bad_field(16, 0x10, "offset 16: unknown flags 0x10 (version 1 defines none)");
+	bad_field(20, 24, "offset 20: record size 24 (version 1 records are 32 bytes)");
 
 	/* a header alone is a valid, empty trace */
 	struct usm_trace_reader rd;
