@@ -44,6 +44,7 @@
 
 #define SIM_MAX_LINES 64
 #define SIM_MAX_FRAMES (1ull << 32)
+#define SIM_MAX_PAGE   (1u << 20)        /* frames.c counts frames per MiB */
 
 /* state[] bits, by page id */
 #define PG_SWAPPED    (1u << 0)   /* evicted in this replay, content on "swap" */
@@ -60,6 +61,7 @@ struct sim_opts {
 struct sim_run {
 	const struct sim_trace *t;
 	const struct usm_swap_policy *pol;
+	bool pol_started;                  /* usm_init succeeded: usm_exit due */
 	struct usm_instance *inst;
 	struct usm_process **procs;        /* by pid index */
 	struct usm_page **frame_of;        /* by page id; NULL: not resident */
@@ -197,7 +199,7 @@ static int build_config(struct usm_config *cfg, const struct sim_opts *o, uint32
 
 static void host_destroy(struct sim_run *r)
 {
-	if (r->pol && r->pol->ops->usm_exit)
+	if (r->pol_started && r->pol->ops->usm_exit)
 		r->pol->ops->usm_exit();
 	for (uint32_t i = 0; r->procs && i < r->t->npids; i++)
 		free(r->procs[i]);
@@ -242,9 +244,9 @@ static int host_create(struct sim_run *r, const struct sim_opts *o)
 	}
 	if (r->pol->ops->usm_init && r->pol->ops->usm_init() != USM_OK) {
 		snprintf(r->err, sizeof(r->err), "policy %s: usm_init failed", r->pol->name);
-		r->pol = NULL;       /* no usm_exit for a policy that did not start */
 		return -1;
 	}
+	r->pol_started = true;
 	return 0;
 nomem:
 	snprintf(r->err, sizeof(r->err), "out of memory for %llu frames",
@@ -486,6 +488,12 @@ int cmd_sim(int argc, char **argv)
 		return rc;
 	if (sim_trace_load(&t, o.trace, r.err, sizeof(r.err))) {
 		fprintf(stderr, "usm sim: %s\n", r.err);
+		return 1;
+	}
+	if (t.page_size > SIM_MAX_PAGE) {
+		fprintf(stderr, "usm sim: %s: page size %u is above %u, the largest "
+			"usm sim supports\n", o.trace, t.page_size, SIM_MAX_PAGE);
+		sim_trace_free(&t);
 		return 1;
 	}
 	r.frames = parse_memory(o.memory, t.page_size);

@@ -36,6 +36,8 @@
  * out (pwrite, page cache) when full and on detach, so recording costs a
  * memcpy per event and a write per TRACE_BUF_RECS events.  Records still
  * buffered when the instance is killed are lost; the file stays valid.
+ * usm_trace_detach must come after the process's last usm_trace_event
+ * (it frees the buffer): call it from the process's teardown.
  */
 #include "core/instance.h"
 #include "core/tracefile.h"

@@ -313,6 +313,10 @@ open(sys.argv[2], "wb").write(b)
 EOF
 sim_error 1 "usm sim: $T/ver.trace: offset 8: unsupported version 3 (this usm reads version 1)" \
 	--trace "$T/ver.trace" --memory 8 --policy clock
+"$PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import gen
+gen.write(sys.argv[2], [(1, 5, 0, 1, 0)], page=2 << 20)' "$T" "$T/huge.trace"
+sim_error 1 "usm sim: $T/huge.trace: page size 2097152 is above 1048576, the largest usm sim supports" \
+	--trace "$T/huge.trace" --memory 8 --policy clock
 
 names=$({ "$USM" sim --trace "$good" --memory 8 --policy nosuch 2>&1 || :; } |
 	sed -n "s/.*(registered: \(.*\))$/\1/p")
