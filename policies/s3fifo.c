@@ -21,9 +21,11 @@
  * sets when a page is mapped is consumed at insertion: being mapped is not
  * a reuse.  One-time pages (a scan) pass through S without disturbing M.
  *
- * G is a hash table of key -> insertion number; an entry is in G while
- * fewer than the ghost size insertions came after it, so old keys leave
- * without any queue walking and stale slots are dropped on rehash.
+ * G is a hash table of key -> insertion number: a key is in G while at
+ * most "ghost size" insertions (counting its own) are as recent as it, so
+ * old keys leave without any queue walking.  Rehashing drops only keys
+ * that can never count again (further back than the whole budget), which
+ * keeps membership independent of when the table happens to be rebuilt.
  *
  * Swap-in prefetch: `set s3fifo.prefetch N` (a power of two, default 1).
  */
@@ -83,21 +85,27 @@ static struct ghost_slot *ghost_slot_for(struct ghost_slot *tab, uint64_t size, 
 	return &tab[i];
 }
 
-/* Rebuild with only the live keys, at most half full after one more. */
+/* Could s be in G again?  The ghost size never exceeds the budget. */
+static bool ghost_keep(const struct ghost_slot *s)
+{
+	return s->key && s->seq != GHOST_DEAD && ghost_seq - s->seq <= usm_frames_total();
+}
+
+/* Rebuild with the keys worth keeping, at most half full after one more. */
 static bool ghost_rehash(void)
 {
 	uint64_t live = 0, size = 64;
 	struct ghost_slot *tab;
 
 	for (uint64_t i = 0; i < ghost_size; i++)
-		live += ghost[i].key && ghost_live(&ghost[i]);
+		live += ghost_keep(&ghost[i]);
 	while (size < 4 * (live + 1))
 		size *= 2;
 	tab = calloc(size, sizeof(*tab));
 	if (!tab)
 		return false;
 	for (uint64_t i = 0; i < ghost_size; i++)
-		if (ghost[i].key && ghost_live(&ghost[i]))
+		if (ghost_keep(&ghost[i]))
 			*ghost_slot_for(tab, size, ghost[i].key) = ghost[i];
 	free(ghost);
 	ghost = tab;
