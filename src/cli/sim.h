@@ -43,7 +43,9 @@ struct sim_trace {
 	uint64_t records;
 	uint64_t rec_kind[6];           /* records by enum usm_trace_kind */
 	uint64_t page_kind[6];          /* pages by kind */
-	uint64_t refs, frees;           /* ops by kind */
+	uint64_t refs;                  /* SIM_REF operations */
+	uint64_t frees;                 /* SIM_FREE operations: pages freed
+					 * after a reference */
 };
 
 /* Load a trace file; on error returns -1 with the reason in err. */

@@ -124,6 +124,41 @@ static int64_t intern(struct sim_trace *t, uint32_t pid, uint64_t vpn, uint64_t 
 	return t->npages - 1;
 }
 
+static int push_op(struct sim_trace *t, uint64_t *opcap, uint32_t id, enum sim_op_kind kind)
+{
+	if (t->nops == SIM_MAX_OPS || grow((void **)&t->ops, opcap, t->nops + 1, sizeof(*t->ops)))
+		return -1;
+	t->ops[t->nops++] = (struct sim_op){ .page = id, .kind = (uint8_t)kind };
+	return 0;
+}
+
+static int add_refs(struct sim_trace *t, const struct usm_trace_rec *r, uint64_t *opcap,
+		    uint64_t *keycap, uint64_t *pidcap)
+{
+	for (uint32_t p = 0; p < r->npages; p++) {
+		int64_t id = intern(t, r->pid, r->vpn + p, keycap, pidcap);
+
+		if (id < 0 || push_op(t, opcap, (uint32_t)id, SIM_REF))
+			return -1;
+	}
+	return 0;
+}
+
+/* Only pages referenced before matter: freeing any other changes nothing
+ * (and a munmap of a large, mostly untouched range would cost an id per
+ * page). */
+static int add_frees(struct sim_trace *t, const struct usm_trace_rec *r, uint64_t *opcap)
+{
+	for (uint32_t p = 0; p < r->npages; p++) {
+		int64_t id = sim_trace_find(t, r->pid, r->vpn + p);
+
+		if (id >= 0 && push_op(t, opcap, (uint32_t)id, SIM_FREE))
+			return -1;
+		t->frees += id >= 0;
+	}
+	return 0;
+}
+
 static int read_all(const char *path, struct rec_ix **out, size_t *n, uint32_t *page_size,
 		    char *err, size_t errlen)
 {
@@ -181,22 +216,11 @@ int sim_trace_load(struct sim_trace *t, const char *path, char *err, size_t errl
 		t->page_kind[r->kind] += r->npages;
 		if (r->kind == USM_TR_EVICT)
 			continue;
-		if (t->nops + r->npages > SIM_MAX_OPS ||
-		    grow((void **)&t->ops, &opcap, t->nops + r->npages, sizeof(*t->ops)))
+		if (r->kind == USM_TR_FREE ? add_frees(t, r, &opcap) :
+					     add_refs(t, r, &opcap, &keycap, &pidcap))
 			goto nomem;
-		for (uint32_t p = 0; p < r->npages; p++) {
-			int64_t id = intern(t, r->pid, r->vpn + p, &keycap, &pidcap);
-
-			if (id < 0)
-				goto nomem;
-			t->ops[t->nops++] = (struct sim_op){
-				.page = (uint32_t)id,
-				.kind = r->kind == USM_TR_FREE ? SIM_FREE : SIM_REF,
-			};
-		}
 	}
 	free(recs);
-	t->frees = t->page_kind[USM_TR_FREE];
 	t->refs = t->nops - t->frees;
 	return 0;
 nomem:
