@@ -123,6 +123,10 @@ struct usm_page {
 	const void *owner;            /* framework-private: the mapping policy */
 };
 
+/* usm_page.fw_flags; read them through usm_page_referenced/usm_page_pinned. */
+#define USM_PG_REFERENCED (1u << 0)   /* mapped or seen accessed since last asked */
+#define USM_PG_PINNED     (1u << 1)   /* cannot be evicted */
+
 /* ---- processes ---------------------------------------------------- */
 
 pid_t        usm_process_pid(const struct usm_process *p);

@@ -11,6 +11,7 @@ int cmd_stat(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_policies(int argc, char **argv);
+int cmd_sim(int argc, char **argv);     /* sim.c */
 
 /* stat.c: fetch and render an instance's statistics. */
 struct usm_msg_stats_reply *cli_fetch_stats(const char *sock_path, char *err, size_t errlen);

@@ -8,6 +8,7 @@
  *   usm daemon [DAEMON OPTIONS]           run an instance (same as usmd)
  *   usm stop [-i NAME]                    stop an instance
  *   usm policies                          list the built-in policies
+ *   usm sim --trace T --memory M --policy P   replay a trace offline
  */
 #include "cli/cli.h"
 #include "daemon/daemon.h"
@@ -25,7 +26,10 @@ static int usage(FILE *f)
 		"  top [-i NAME] [-d SECONDS] [-n COUNT]   live per-process view\n"
 		"  daemon [-i NAME] [-c FILE] [-p PLUGIN.so]... [-o LINE]...   run an instance\n"
 		"  stop [-i NAME]             stop an instance (its processes continue unmanaged)\n"
-		"  policies                   list the built-in allocation policies\n");
+		"  policies                   list the built-in allocation policies\n"
+		"  sim --trace FILE --memory SIZE --policy NAME [--prefetch N] [--plugin X.so]...\n"
+		"                             replay a recorded trace through an eviction policy\n"
+		"                             and FIFO, LRU, CLOCK and the optimum (no kernel)\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -43,6 +47,8 @@ int main(int argc, char **argv)
 		return usm_daemon_main(argc - 1, argv + 1, "usm daemon");
 	if (!strcmp(argv[1], "stop"))
 		return cmd_stop(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sim"))
+		return cmd_sim(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "policies"))
 		return cmd_policies(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

@@ -14,6 +14,7 @@
  * next write by itself), and there is no kernel thread to stop.
  */
 #include "core/access.h"
+#include "core/trace.h"
 #include "core/instance.h"
 #include "mech/pmscan.h"
 
@@ -216,6 +217,7 @@ static void on_written(uint64_t start, uint64_t end, void *arg)
 	struct scan_ctx *c = arg;
 
 	c->written += (end - start) / 4096;
+	usm_trace_event(c->p, USM_TR_ACCESS, start, (end - start) / 4096);
 	if (c->n == RANGE_BATCH)
 		flush_ranges(c);
 	c->r[c->n++] = (struct range){ start, end };

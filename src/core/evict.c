@@ -4,6 +4,7 @@
  * swap-out half of eviction (see core/evict.h).
  */
 #include "core/instance.h"
+#include "core/trace.h"
 #include "mech/uffd.h"
 #include "swap/swapdev.h"
 
@@ -358,6 +359,7 @@ static bool settle_stored(struct usm_process *p, unsigned i, const struct usm_sw
 		}
 		usm_count(&p->c.evicted, 1);
 		usm_count(&usm_inst->c.evicted, 1);
+		usm_trace_event(p, USM_TR_EVICT, va, 1);
 		pg->state = USM_PAGE_MAPPED;
 		usm_frame_release(pg);     /* the pagemap already holds the entry */
 	}

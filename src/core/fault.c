@@ -9,6 +9,7 @@
  * part of the window is the lock taken again, to give those frames back.
  */
 #include "core/instance.h"
+#include "core/trace.h"
 #include "mech/uffd.h"
 
 #include <errno.h>
@@ -235,6 +236,7 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 	if (w->plan_huge) {
 		w->plan_huge = false;
 		if (usm_huge_move(p, cur)) {
+			usm_trace_event(p, USM_TR_FAULT, cur, w->plan_n);
 			usm_count(&p->c.pages_mapped, w->plan_n);
 			usm_count(&usm_inst->c.pages_mapped, w->plan_n);
 			w->plan_n = 0;
@@ -250,6 +252,8 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 
 		usm_count(&p->c.pages_mapped, done / ps);
 		usm_count(&usm_inst->c.pages_mapped, done / ps);
+		if (done)
+			usm_trace_event(p, USM_TR_FAULT, cur, done / ps);
 		if (hold && done > ps)
 			cold_ahead(p, cur, cur + done, fault);
 		cur += done;
@@ -487,6 +491,7 @@ void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
 
 	if (unmap)
 		forget_vma(p, start, end);
+	usm_trace_event(p, USM_TR_FREE, start, (end - start) / usm_inst->cfg.page_size);
 	usm_count(unmap ? &p->c.ev_unmap : &p->c.ev_remove, 1);
 	usm_count(unmap ? &usm_inst->c.ev_unmap : &usm_inst->c.ev_remove, 1);
 	pthread_mutex_lock(&usm_inst->lock);

@@ -4,6 +4,7 @@
  */
 #include "core/access.h"
 #include "core/instance.h"
+#include "core/trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +98,9 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	if (pol->ops->usm_new_process)
 		pol->ops->usm_new_process(p);
 	pthread_mutex_unlock(&inst->lock);
+
+	if (!p->inline_host)
+		usm_trace_attach(p);
 
 	pthread_mutex_lock(&inst->procs_lock);
 	usm_list_add_tail(&p->link, &inst->procs);
@@ -207,6 +211,7 @@ void usm_process_teardown(struct usm_process *p)
 	pthread_mutex_unlock(&inst->lock);
 	pthread_mutex_unlock(&p->evict_mu);
 
+	usm_trace_detach(p);
 	close(p->uffd);
 	close(p->sock);
 	close(p->pidfd);

@@ -10,6 +10,7 @@
  * worker changes its swap entries, so nothing moves them meanwhile.
  */
 #include "core/instance.h"
+#include "core/trace.h"
 #include "mech/uffd.h"
 #include "swap/swapdev.h"
 
@@ -136,6 +137,9 @@ static enum usm_fault_result map_pages(struct usm_process *p, struct swapin_plan
 		}
 	}
 	pthread_mutex_unlock(&usm_inst->lock);
+	for (unsigned i = 0; i < pl->n; i++)
+		if (pl->rc[i] == 0)
+			usm_trace_event(p, USM_TR_SWAPIN, pl->va[i], 1);
 	if (pl->rc[0] == -EAGAIN)
 		res = USM_FAULT_RETRY;
 	else if (pl->rc[0] && pl->rc[0] != -EEXIST) {
@@ -200,6 +204,7 @@ static enum usm_fault_result from_outbox(struct usm_worker *w, struct usm_proces
 		pthread_mutex_unlock(&usm_inst->lock);
 		usm_count(&p->c.swapcache_hits, 1);
 		usm_count(&usm_inst->c.swapcache_hits, 1);
+		usm_trace_event(p, USM_TR_SWAPIN, va, 1);
 	}
 	pthread_mutex_unlock(&p->evict_mu);
 	if (rc == -EAGAIN)
