@@ -68,3 +68,16 @@ json_check "$T/limit.json" "procs(comm='usm_evict')[0]['frames_peak'] <= 16 * 25
 	"limit: the process never held more than its 16 MiB"
 json_check "$T/limit.json" "d['evicted'] > 0 and d['frames_in_use'] == 0 and d['swap']['slots_used'] == 0" \
 	"limit: pages were evicted, nothing left after exit"
+
+# Swap-in prefetch under policy control: fifo brings back the aligned
+# group of 8 around each fault; the sequential re-reads use them.
+evict_run prefetch "${DEVICES[0]}" --mb $((BUDGET * 2))
+expect_ok prefetch $((BUDGET * 2 * 256 * 2))
+run_limited 120 "$T/pf.out" "$USM" run --stats-json "$T/pf.json" -o "memory $BUDGET" \
+	-o "swapdev ${DEVICES[0]}" -o "set fifo.prefetch 8" -- "$EVICT" --mb $((BUDGET * 2))
+assert_status 0 "$RC" "usm_evict with set fifo.prefetch 8" "$T/pf.out" "$T/pf.out.err"
+assert_grep "$T/pf.out" "^evict: OK $((BUDGET * 2 * 256 * 2)) pages verified$" "prefetch: all page checks passed"
+json_check "$T/pf.json" "d['swapped_in'] >= 4 * d['swapin_faults']" \
+	"prefetch 8: at least 4 pages come back per swap-in fault"
+json_check "$T/pf.json" "d['swapin_faults'] * 2 <= $(json_eval "$T/prefetch.json" "d['swapin_faults']")" \
+	"prefetch 8: at most half the swap-in faults of prefetch 1"
