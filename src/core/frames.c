@@ -150,6 +150,7 @@ bool usm_page_referenced(struct usm_page *pg)
 	bool ref = (pg->fw_flags & USM_PG_REFERENCED) != 0;
 
 	pg->fw_flags &= ~USM_PG_REFERENCED;
+	usm_inst->referenced_asked++;   /* the policy uses access information */
 	return ref;
 }
 

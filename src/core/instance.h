@@ -156,6 +156,7 @@ struct usm_instance {
 	_Atomic bool reclaim_stuck;       /* nothing evictable: OOM decides */
 	_Atomic uint64_t swap_full_at;    /* slots used + 1 when a store found
 					   * no room, 0 while there is room */
+	uint64_t referenced_asked;        /* usm_page_referenced calls (lock) */
 	struct usm_list_head forks;       /* snapshots for forked children */
 	uint32_t fork_seq;
 };

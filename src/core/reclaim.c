@@ -264,19 +264,35 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 	put_processes(procs, n);
 }
 
+/* Has the policy called usm_page_referenced since we last looked? */
+static bool policy_asked(struct usm_instance *inst, uint64_t *seen)
+{
+	uint64_t now;
+
+	pthread_mutex_lock(&inst->lock);
+	now = inst->referenced_asked;
+	pthread_mutex_unlock(&inst->lock);
+	if (now == *seen)
+		return false;
+	*seen = now;
+	return true;
+}
+
 static void *reclaimer_main(void *arg)
 {
 	struct usm_instance *inst = arg;
 	bool reclaiming = false;
-	uint64_t outstanding = 0, last_expire = usm_now_ns(), last_scan = 0;
+	uint64_t outstanding = 0, last_expire = usm_now_ns(), last_scan = 0, asked = 0;
 
 	while (!inst->stopping) {
 		wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
 		if (inst->stopping)
 			break;
-		/* What was written lately, for the policy's choice; only when
-		 * memory is filling up: it costs the program minor faults. */
-		if (usm_now_ns() - last_scan > SCAN_NS && usm_budget_used_pct() >= SCAN_ABOVE_PCT) {
+		/* What was written lately, for the policy's choice: it costs
+		 * the program minor faults, so only once memory is filling up
+		 * and only for a policy that asked (fifo never does). */
+		if (usm_now_ns() - last_scan > SCAN_NS && usm_budget_used_pct() >= SCAN_ABOVE_PCT &&
+		    policy_asked(inst, &asked)) {
 			usm_access_scan(inst);
 			last_scan = usm_now_ns();
 		}
