@@ -145,7 +145,8 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 
 	usm_msg_init(&h.h, USM_MSG_HELLO, sizeof(h));
 	h.pid = getpid();
-	h.ppid = getppid();
+	h.ppid = (flags & USM_HELLO_FORKED) && agent_evict_fork_asker() ? agent_evict_fork_asker()
+								   : getppid();
 	h.flags = flags;
 	h.fork_token = (flags & USM_HELLO_FORKED) ? agent_evict_fork_token() : 0;
 	h.features = features;

@@ -90,6 +90,7 @@ void agent_evict_fork_parent(void);
 void agent_evict_fork_child(void);
 /* The token the child's HELLO carries (0: none). */
 uint32_t agent_evict_fork_token(void);
+pid_t agent_evict_fork_asker(void);
 
 /* thp_pool.c: the 2 MiB page pool.  Returns the pool's memfd (or -errno). */
 struct usm_thp_pool;

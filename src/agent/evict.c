@@ -43,6 +43,7 @@ static int stage_uffd = -1;
 static char *stage;
 static uint64_t ps;
 static uint32_t fork_token;
+static pid_t fork_parent;          /* who asked for fork_token */
 /* Held while pages move; recursive: detaching may happen inside. */
 static pthread_mutex_t evict_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static char page_buf[65536] __attribute__((aligned(4096)));
@@ -313,6 +314,7 @@ void agent_evict_fork_prepare(void)
 	int rc;
 
 	fork_token = 0;
+	fork_parent = getpid();
 	if (!chan || atomic_load(&agent.state) != AGENT_ATTACHED)
 		return;
 	pthread_mutex_lock(&evict_mu);
@@ -356,4 +358,11 @@ void agent_evict_fork_child(void)
 uint32_t agent_evict_fork_token(void)
 {
 	return fork_token;
+}
+
+/* The pid the token belongs to: the parent may have exited by the time
+ * the child says HELLO (getppid() would then be 1 or a subreaper). */
+pid_t agent_evict_fork_asker(void)
+{
+	return fork_parent;
 }

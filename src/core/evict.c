@@ -572,6 +572,44 @@ void usm_evict_forks_expire(struct usm_instance *inst)
 	pthread_mutex_unlock(&inst->lock);
 }
 
+/*
+ * inst->lock held.  In-flight pg no longer lives at the address its
+ * request names (the program released it, or mremap moved it): a request
+ * the agent has not taken is called off, since a new page could appear
+ * at that address and must not be moved out in its place.
+ */
+void usm_evict_orphan(struct usm_process *p, struct usm_page *pg)
+{
+	for (unsigned i = 0; i < USM_EVICT_REQS; i++) {
+		uint32_t queued = USM_EV_QUEUED;
+		if (p->inflight[i] != pg)
+			continue;
+		atomic_compare_exchange_strong(&p->chan->req[i].state, &queued, USM_EV_GONE);
+		return;
+	}
+}
+
+/*
+ * inst->lock held.  Is the agent possibly moving a page at va on behalf
+ * of a frame that has left va?  Then a fault at va must wait: the page it
+ * would map could be moved out by that request.
+ */
+bool usm_evict_busy_at(const struct usm_process *p, uint64_t va)
+{
+	for (unsigned i = 0; i < USM_EVICT_REQS && p->ninflight; i++) {
+		const struct usm_page *pg = p->inflight[i];
+		uint32_t st;
+		if (!pg || p->chan->req[i].vaddr != va)
+			continue;
+		if (!(pg->fw_flags & USM_PG_DROPPED) && pg->vaddr == va)
+			continue;
+		st = atomic_load_explicit(&p->chan->req[i].state, memory_order_acquire);
+		if (st == USM_EV_QUEUED || st == USM_EV_MOVING)
+			return true;
+	}
+	return false;
+}
+
 /* Both locks held: a fault put in-flight pg back from the outbox. */
 void usm_evict_cancel(struct usm_process *p, struct usm_page *pg)
 {
@@ -594,6 +632,11 @@ void usm_evict_exit(struct usm_process *p)
 		if (!pg)
 			continue;
 		frame_gone(pg);
-		req_done(p, i);
+		p->inflight[i] = NULL;
+		p->ninflight--;
+		/* A stopping instance leaves moved pages in the outbox for the
+		 * agent to put back; the request stays as the agent left it. */
+		if (!usm_inst->stopping)
+			atomic_store_explicit(&p->chan->req[i].state, USM_EV_FREE, memory_order_release);
 	}
 }

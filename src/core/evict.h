@@ -71,6 +71,10 @@ void usm_evict_kick_agent(struct usm_process *p);
 unsigned usm_evict_collect(struct usm_process *p);
 /* inst->lock and evict_mu held: the content of in-flight pg, if moved. */
 bool usm_evict_peek(struct usm_process *p, struct usm_page *pg, void *buf);
+/* inst->lock held: in-flight pg left the address its request names. */
+void usm_evict_orphan(struct usm_process *p, struct usm_page *pg);
+/* inst->lock held: must a fault at va wait for a request to settle? */
+bool usm_evict_busy_at(const struct usm_process *p, uint64_t va);
 /* Both locks held: a fault mapped in-flight pg again from the outbox. */
 void usm_evict_cancel(struct usm_process *p, struct usm_page *pg);
 void usm_evict_forks_expire(struct usm_instance *inst);

@@ -99,9 +99,10 @@ void usm_fault_drop_entry(struct usm_process *p, uint64_t va)
 		return;
 	if (usm_pm_is_swap(v))
 		usm_swapent_drop(p, usm_pm_swap_idx(v));
-	else if (v->state == USM_PAGE_EVICTING)
+	else if (v->state == USM_PAGE_EVICTING) {
 		v->fw_flags |= USM_PG_DROPPED;
-	else
+		usm_evict_orphan(p, v);
+	} else
 		usm_frame_release(v);
 }
 
@@ -377,6 +378,14 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 		usm_reclaim_kick(usm_inst);
 		return USM_OOM_WAIT;
 	}
+	return usm_fault_oom(ev);
+}
+
+enum usm_oom_action usm_fault_oom(struct usm_event *ev)
+{
+	struct usm_process *p = ev->origin;
+	struct usm_policy *pol = usm_instance_policy_of(p);
+
 	usm_count(&p->c.oom_events, 1);
 	usm_count(&usm_inst->c.oom_events, 1);
 	return pol->ops->usm_oom ? pol->ops->usm_oom(ev) : usm_oom_default(ev);
@@ -399,6 +408,10 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		return USM_FAULT_RETRY;
 	}
 	pthread_mutex_lock(&usm_inst->lock);
+	if (p->ninflight && usm_evict_busy_at(p, ev.vaddr)) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		return USM_FAULT_RETRY;
+	}
 	v = p->chan ? usm_pagemap_get(&p->pm, ev.vaddr) : NULL;
 	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {
 		pthread_mutex_unlock(&usm_inst->lock);
@@ -524,10 +537,13 @@ static void move_cb(uint64_t va, struct usm_page *pg, void *arg)
 		return;
 	}
 	usm_pagemap_take(&m->p->pm, va);
-	if (usm_pm_is_swap(pg))
+	if (usm_pm_is_swap(pg)) {
 		usm_swapent_move(m->p, usm_pm_swap_idx(pg), nva);
-	else
+	} else {
 		pg->vaddr = nva;
+		if (pg->state == USM_PAGE_EVICTING)
+			usm_evict_orphan(m->p, pg);
+	}
 }
 
 void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,

@@ -201,6 +201,8 @@ enum usm_fault_result {
 enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
 					uint64_t addr, uint32_t flags, uint32_t tid);
 void usm_fault_record_latency(struct usm_process *p, uint64_t t0);
+/* Lock held: no frame for ev and nothing to evict: the OOM policy decides. */
+enum usm_oom_action usm_fault_oom(struct usm_event *ev);
 /* Lock held: the entry at va leaves p (frame, frame in flight, or slot). */
 void usm_fault_drop_entry(struct usm_process *p, uint64_t va);
 void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,

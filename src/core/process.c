@@ -155,8 +155,16 @@ void usm_process_snapshot(const struct usm_process *p, struct usm_stat_proc *out
 
 static void release_all_cb(uint64_t va, struct usm_page *pg, void *arg)
 {
-	(void)pg;
-	usm_fault_drop_entry(arg, va);
+	struct usm_process *p = arg;
+
+	/* The instance is stopping, the process is not: its swapped-out
+	 * pages stay in the swap table, where its agent reads them back
+	 * when our end of the socket closes. */
+	if (usm_pm_is_swap(pg) && usm_inst->stopping) {
+		usm_pagemap_take(&p->pm, va);
+		return;
+	}
+	usm_fault_drop_entry(p, va);
 }
 
 static void remember(struct usm_instance *inst, struct usm_process *p)
@@ -330,6 +338,11 @@ struct victim_search {
 	bool dying;          /* a victim was killed and has not exited yet */
 };
 
+static uint64_t held(const struct usm_process *p)
+{
+	return usm_read(&p->c.frames_in_use) + usm_read(&p->c.swapped_now);
+}
+
 /* Lowest priority first; among equals, the largest. */
 static int consider_victim(struct usm_process *p, void *arg)
 {
@@ -340,12 +353,12 @@ static int consider_victim(struct usm_process *p, void *arg)
 		vs->dying = true;
 		return 0;
 	}
-	/* Killing a process that holds no frames frees nothing. */
-	if (!usm_read(&p->c.frames_in_use))
+	/* Killing a process that holds no frames and no swap slots frees
+	 * nothing. */
+	if (!held(p))
 		return 0;
 	if (!b || p->priority < b->priority ||
-	    (p->priority == b->priority &&
-	     usm_read(&p->c.frames_in_use) > usm_read(&b->c.frames_in_use)))
+	    (p->priority == b->priority && held(p) > held(b)))
 		vs->best = p;
 	return 0;
 }

@@ -149,6 +149,50 @@ static enum usm_fault_result map_pages(struct usm_process *p, struct swapin_plan
 	return res;
 }
 
+/*
+ * The OOM policy said "kernel": the page comes back outside the budget,
+ * content and all, and USM stops managing it (as any kernel page).
+ */
+static enum usm_fault_result outside_budget(struct usm_process *p, struct usm_event *ev,
+					    void *buf)
+{
+	const struct usm_swap_ent *tab;
+	struct usm_swap_loc loc;
+	struct usm_page *v;
+	uint64_t done = 0;
+	void *one[1] = { buf };
+	int rc;
+
+	pthread_mutex_lock(&usm_inst->lock);
+	v = usm_pagemap_get(&p->pm, ev->vaddr);
+	if (!v || !usm_pm_is_swap(v)) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		return USM_FAULT_RETRY;
+	}
+	tab = (const void *)((const char *)p->chan + p->chan->table_off);
+	loc = tab[usm_pm_swap_idx(v)].loc;
+	pthread_mutex_unlock(&usm_inst->lock);
+	rc = usm_swap_load(&loc, 1, one);
+	if (!rc)
+		rc = usm_uffd_copy_mode(p->uffd, ev->vaddr, buf, usm_inst->cfg.page_size, 0, &done);
+	if (rc == -EAGAIN)
+		return USM_FAULT_RETRY;
+	if (rc && rc != -EEXIST) {
+		usm_log(USM_LOG_ERROR, "pid %d: swapped page 0x%llx: %s", p->pid,
+			(unsigned long long)ev->vaddr, strerror(-rc));
+		usm_process_kill(p, "a swapped-out page cannot be read back");
+		return USM_FAULT_FAILED;
+	}
+	pthread_mutex_lock(&usm_inst->lock);
+	usm_pagemap_take(&p->pm, ev->vaddr);
+	usm_swapent_drop(p, usm_pm_swap_idx(v));
+	pthread_mutex_unlock(&usm_inst->lock);
+	usm_count(&p->c.kernel_pages, 1);
+	usm_count(&usm_inst->c.kernel_pages, 1);
+	usm_trace_event(p, USM_TR_SWAPIN, ev->vaddr, 1);
+	return USM_FAULT_DONE;
+}
+
 /* inst->lock held on entry, released on return. */
 static enum usm_fault_result from_device(struct usm_worker *w, struct usm_process *p,
 					 struct usm_event *ev)
@@ -159,9 +203,14 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 
 	plan_pages(p, ev, &pl);
 	if (!bufs || !plan_take(p, ev, &pl, bufs)) {
+		/* No frame: the reclaimer makes one, unless it cannot. */
+		enum usm_oom_action act = atomic_load(&usm_inst->reclaim_stuck)
+					  ? usm_fault_oom(ev) : USM_OOM_WAIT;
 		pthread_mutex_unlock(&usm_inst->lock);
+		if (act == USM_OOM_KERNEL && bufs)
+			return outside_budget(p, ev, bufs);
 		usm_reclaim_kick(usm_inst);
-		return USM_FAULT_RETRY;     /* waits for the reclaimer */
+		return USM_FAULT_RETRY;
 	}
 	usm_count(&p->c.swapin_faults, 1);
 	usm_count(&usm_inst->c.swapin_faults, 1);
