@@ -60,7 +60,7 @@ median() {
 		END {
 			if (NR == 0) exit
 			m = NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2
-			printf "%.6g\n", m
+			printf "%.10g\n", m
 		}'
 }
 
