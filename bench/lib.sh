@@ -140,6 +140,7 @@ variant_failure() {
 	why="exit status $rc"
 	((rc == 124)) && why="timed out"
 	((rc > 128 && rc != 124)) && why="killed by signal $((rc - 128))$( ((rc == 137)) && echo ' (SIGKILL)')"
-	last=$(grep -v '^result ' "$log" | tail -n 3 | tr '\n' ' ' || true)
-	echo "$why: $last"
+	# (bash's own "script: line N: PID Killed  timeout ..." notice is left out)
+	last=$(grep -Ev '^result |: line [0-9]+: +[0-9]+ [A-Z]' "$log" | tail -n 3 | tr '\n' ' ' || true)
+	echo "$why${last:+: $last}"
 }

@@ -322,7 +322,7 @@ RAW="bench/results/swap_bench-$STAMP.txt"
 PNG="bench/results/swap_bench-$STAMP.png"
 RES="$TMP/results"
 : >"$RES"
-declare -A FAILED=() FAILS=()
+declare -A FAILED=() FAILS=() FAILWHY=()
 WARN=()
 [[ -z "$OTHER_SWAP" ]] || WARN+=("swap areas active before the run (used by the kernel variants too): $OTHER_SWAP")
 {
@@ -394,6 +394,7 @@ one_run() {
 			why="killed by the memory group's OOM killer (oom_kill in memory.oom_control): $why"
 		fi
 		FAILS[$v/$w]=$((${FAILS[$v/$w]:-0} + 1))
+		FAILWHY[$v/$w]=${why%%:*}
 		printf '  [%d/%d] %-16s %-5s FAILED (%s)\n' "$RUN_I" "$NRUNS" "$v" "$w" "$why"
 		echo "# FAILED variant=$v workload=$w rep=$rep: $(show_cmd "${CMD[@]}"): $why" >>"$RAW"
 		return
@@ -458,13 +459,14 @@ for w in "${WORKLOADS[@]}"; do
 		if ((n == 0)); then echo "$v $w failed: all $REPS runs (see $RAW)" >>"$TABLE"; continue; fi
 		ops=$(med "$v" "$w" 3)
 		echo "$v $w $n $ops $(ratio "$ops" "$kops") $(med "$v" "$w" 4) $(med "$v" "$w" 5) $(med "$v" "$w" 6) $(med "$v" "$w" 7) $(med "$v" "$w" 8)" >>"$TABLE"
-		[[ -z "${FAILS[$v/$w]:-}" ]] || WARN+=("$v/$w: ${FAILS[$v/$w]} of $REPS runs failed (see $RAW)")
+		[[ -z "${FAILS[$v/$w]:-}" ]] || WARN+=("$v/$w: ${FAILS[$v/$w]} of $REPS runs failed, the last one ${FAILWHY[$v/$w]} (see $RAW)")
 	done
 done
 
 print_table() {     # print_table text|md
 	awk -v fmt="$1" '
 		function us(x) { return x == "-" ? "-" : sprintf("%.1f", x / 1000) }
+		function n(x) { return x == "-" ? "-" : sprintf("%.0f", x) }
 		BEGIN {
 			if (fmt == "md") {
 				print "| workload | variant | runs | ops/s | x kernel-swapfile | faults | p99 op latency us | USM p99 fault us | pswpin | pswpout |"
@@ -475,9 +477,9 @@ print_table() {     # print_table text|md
 		}
 		NF == 10 {
 			if (fmt == "md")
-				printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n", $2, $1, $3, $4, $5, $6, us($7), us($8), $9, $10
+				printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n", $2, $1, $3, $4, $5, n($6), us($7), us($8), n($9), n($10)
 			else
-				printf "%-5s %-16s %4d %10.0f %7s %10s %10s %10s %9s %9s\n", $2, $1, $3, $4, $5, $6, us($7), us($8), $9, $10
+				printf "%-5s %-16s %4d %10.0f %7s %10s %10s %10s %9s %9s\n", $2, $1, $3, $4, $5, n($6), us($7), us($8), n($9), n($10)
 			next
 		}
 		{
@@ -604,8 +606,9 @@ if ((DOC)); then
 			echo
 		fi
 		for x in "${WARN[@]+"${WARN[@]}"}"; do echo "**Warning:** $x"; echo; done
-		echo "- Medians over the runs. Every run verified its whole working set at the end" \
-		     "(swapwork exits 1 on a mismatch, and such a run counts as failed)."
+		echo "- Medians over the runs that succeeded (runs column). Every run verified its whole" \
+		     "working set at the end (swapwork exits 1 on a mismatch, and such a run counts as" \
+		     "failed); a kernel run killed by its memory group's OOM killer counts as failed too."
 		echo "- ops/s: operations of the timed phase / its wall time. gups: one 8-byte" \
 		     "read-modify-write at a random place; scan: one page (8 cache lines read," \
 		     "one word written), sweeping the working set; zipf: one GET (90%, 1 KiB" \
