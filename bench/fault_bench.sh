@@ -45,8 +45,9 @@
 # gnuplot is installed), and with --doc docs/bench-faults.md.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+BENCH=fault_bench.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 uffd-raw-sigbus usm-4k usm-4k-spin
 	   usm-4k-inline usm-batch16 usm-batch16-spin usm-batch16-inline)
@@ -58,18 +59,9 @@ DOC=0
 MODES=("${ALL_MODES[@]}")
 
 # The exact command, for the results file and the doc.
-CMDLINE="bench/fault_bench.sh"
-for a in "$@"; do CMDLINE+=" $(printf '%q' "$a")"; done
-if [[ -n "${BUILD:-}" && "${BUILD}" != build ]]; then
-	CMDLINE="BUILD=$(printf '%q' "$BUILD") $CMDLINE"
-fi
+record_cmdline "$@"
 BUILD=${BUILD:-build}
 
-die() { echo "fault_bench.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-is_uint() { [[ "$1" =~ ^[0-9]{1,9}$ ]]; }
-is_pos() { is_uint "$1" && ((10#$1 >= 1)); }
 
 while (($#)); do
 	case "$1" in
@@ -99,8 +91,8 @@ done
 command -v timeout >/dev/null || die "timeout(1) (coreutils) not found"
 
 # ---------------------------------------------------------------- build
-FB=build/bench/fault_bench      # plain C, never sanitized: same for any BUILD
-make -s build/bench/fault_bench >/dev/null || die "cannot build $FB (make build/bench/fault_bench)"
+FB="$BUILD/bench/fault_bench"   # plain C, never sanitized, in any BUILD
+make -s BUILD="$BUILD" "$FB" >/dev/null || die "cannot build $FB (make BUILD=$BUILD $FB)"
 USM="$BUILD/bin/usm"
 [[ "$USM" == /* ]] || USM="$ROOT/$USM"
 
@@ -143,12 +135,7 @@ mode_cmd() {
 }
 
 # ------------------------------------------------------------------ run
-STAMP=$(date +%Y%m%d-%H%M%S)
-DATE=$(date '+%Y-%m-%d %H:%M:%S %z')
-KERNEL=$(uname -r)
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-NCPU=$(nproc)
-THP=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo "?")
+machine_info
 mkdir -p bench/results
 RAW="bench/results/fault_bench-$STAMP.txt"
 PNG="bench/results/fault_bench-$STAMP.png"
@@ -228,13 +215,6 @@ median_of() { local s; s=$(stats "$1"); echo "${s%% *}"; }
 KMED=$(median_of kernel)
 UMED=$(median_of uffd-raw)
 SMED=$(median_of uffd-raw-spin)
-ratio() {
-	if [[ -n "$2" ]]; then
-		awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'
-	else
-		echo "-"
-	fi
-}
 
 TABLE="$TMP/table"      # mode median min max n r_kernel r_uffd | skipped-note
 PLOTDAT="$TMP/plot.dat"
@@ -308,8 +288,8 @@ elif [[ ! -s "$PLOTDAT" ]]; then
 	PLOT_NOTE="plot skipped: no results"
 	echo "$PLOT_NOTE"
 else
-	term="png size 1000,560"
-	gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 && term="pngcairo size 1000,560 font 'sans,10'"
+	plot_term 1000 560
+	term=$TERM_PNG
 	if gnuplot >"$TMP/gnuplot.log" 2>&1 <<EOF
 set terminal $term
 set output '$PNG'

@@ -56,8 +56,9 @@
 # next to it, and with --doc docs/bench-memflt.md.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+BENCH=memflt.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FHP_SIZES=(16 32 64 128 256 512)
 ALL_VARIANTS=(kernel-4k kernel-thp kernel-mthp64 usm-4k usm-4k-inline usm-batch16)
@@ -78,18 +79,8 @@ VARIANTS=("${ALL_VARIANTS[@]}")
 PATTERNS=("${ALL_PATTERNS[@]}")
 USM_OPTS=()
 
-CMDLINE="bench/memflt.sh"
-for a in "$@"; do CMDLINE+=" $(printf '%q' "$a")"; done
-if [[ -n "${BUILD:-}" && "${BUILD}" != build ]]; then
-	CMDLINE="BUILD=$(printf '%q' "$BUILD") $CMDLINE"
-fi
+record_cmdline "$@"
 BUILD=${BUILD:-build}
-
-die() { echo "memflt.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-is_uint() { [[ "$1" =~ ^[0-9]{1,9}$ ]]; }
-is_pos() { is_uint "$1" && ((10#$1 >= 1)); }
-in_list() { local x=$1; shift; [[ " $* " == *" $x "* ]]; }
 
 while (($#)); do
 	case "$1" in
@@ -172,18 +163,6 @@ run_cmd() {
 		CMD+=(-- "$MF" "${margs[@]}" --madvise none) ;;
 	esac
 }
-show_cmd() {    # the command as a person would type it, relative paths
-	local out="" a
-	for a in "$@"; do
-		a=${a#"$ROOT/"}
-		if [[ "$a" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then
-			out+="$a "
-		else
-			out+="'${a//\'/\'\\\'\'}' "
-		fi
-	done
-	echo "${out% }"
-}
 variant_cmd_doc() {
 	run_cmd "$1" "${2:-PATTERN}" "$SIZE_MB"
 	local s
@@ -261,25 +240,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/memflt.XXXXXX")
 # ---------------------------------------------------------------- sysfs
 # Every value changed is remembered the first time and written back after
 # every kernel-mthp64 run, and on any exit (trap).
-THP_DIR=/sys/kernel/mm/transparent_hugepage
-declare -A SYSFS_ORIG=()
-sysfs_get() { sed -n 's/.*\[\(.*\)\].*/\1/p' "$1"; }
-sysfs_set() {
-	local f=$1 v=$2
-	[[ -n "${SYSFS_ORIG[$f]+x}" ]] || SYSFS_ORIG[$f]=$(sysfs_get "$f")
-	echo "$v" >"$f" 2>/dev/null || { echo "memflt.sh: cannot write '$v' to $f" >&2; return 1; }
-}
-sysfs_restore() {
-	local f rc=0
-	for f in "${!SYSFS_ORIG[@]}"; do
-		[[ "$(sysfs_get "$f")" == "${SYSFS_ORIG[$f]}" ]] && continue
-		if ! echo "${SYSFS_ORIG[$f]}" >"$f" 2>/dev/null; then
-			echo "memflt.sh: WARNING: could not restore $f to '${SYSFS_ORIG[$f]}'" >&2
-			rc=1
-		fi
-	done
-	return $rc
-}
 cleanup() {
 	sysfs_restore || true
 	rm -rf "$TMP"
@@ -294,15 +254,9 @@ mthp_on() {
 mthp_stat() { cat "$THP_DIR/hugepages-64kB/stats/anon_fault_alloc" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------------ info
-STAMP=$(date +%Y%m%d-%H%M%S)
-DATE=$(date '+%Y-%m-%d %H:%M:%S %z')
-KERNEL=$(uname -r)
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-NCPU=$(nproc)
-THP=$(sysfs_get "$THP_DIR/enabled" 2>/dev/null || echo "?")
+machine_info
 THP64=$(sysfs_get "$THP_DIR/hugepages-64kB/enabled" 2>/dev/null || echo "?")
 THP2M=$(sysfs_get "$THP_DIR/hugepages-2048kB/enabled" 2>/dev/null || echo "?")
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p bench/results
 RAW="bench/results/memflt-$STAMP.txt"
 PNG="bench/results/memflt-$STAMP.png"
@@ -457,9 +411,6 @@ ppf_bloat() {
 			else printf "%.1f -\n", t / f
 		}' "$RES"
 }
-ratio() {
-	if [[ -n "$2" && "$2" != 0 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "-"; fi
-}
 
 TABLE="$TMP/table"      # variant pattern median min max n xk xu ppf bloat | variant pattern note...
 : >"$TABLE"
@@ -594,8 +545,8 @@ else
 	for v in "${PV[@]}"; do COLS+=" $(variant_color "$v")"; done
 	width=$((700 + ${#PATTERNS[@]} * ${#PV[@]} * 14))
 	((width > 2400)) && width=2400
-	term="png size $width,640"
-	gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 && term="pngcairo size $width,640 font 'sans,10'"
+	plot_term "$width" 640
+	term=$TERM_PNG
 	if gnuplot >"$TMP/gnuplot.log" 2>&1 <<EOF
 set terminal $term
 set output '$PNG'

@@ -69,8 +69,9 @@
 # (.png) next to it, and with --doc docs/bench-redis.md.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+BENCH=redis_bench.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FHP_SIZES=(16 32 64 128 256 512)
 ALL_VARIANTS=(kernel-4k kernel-thp usm-4k usm-4k-inline usm-batch16)
@@ -92,18 +93,8 @@ LIST=0
 VARIANTS=("${ALL_VARIANTS[@]}")
 USM_OPTS=()
 
-CMDLINE="bench/redis_bench.sh"
-for a in "$@"; do CMDLINE+=" $(printf '%q' "$a")"; done
-if [[ -n "${BUILD:-}" && "${BUILD}" != build ]]; then
-	CMDLINE="BUILD=$(printf '%q' "$BUILD") $CMDLINE"
-fi
+record_cmdline "$@"
 BUILD=${BUILD:-build}
-
-die() { echo "redis_bench.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-is_uint() { [[ "$1" =~ ^[0-9]{1,9}$ ]]; }
-is_pos() { is_uint "$1" && ((10#$1 >= 1)); }
-in_list() { local x=$1; shift; [[ " $* " == *" $x "* ]]; }
 
 while (($#)); do
 	case "$1" in
@@ -179,18 +170,6 @@ server_cmd() {  # server_cmd <variant> [stats.json] -> CMD
 bench_cmd() {   # bench_cmd <set|get> <size> -> BCMD
 	BCMD=(redis-benchmark -h 127.0.0.1 -p "$PORT" -t "$1" -n "$KEYS" -r "$KEYS" -d "$2"
 		-P "$PIPELINE" -c "$CLIENTS" --csv --precision 3)
-}
-show_cmd() {
-	local out="" a
-	for a in "$@"; do
-		a=${a#"$ROOT/"}
-		if [[ "$a" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then
-			out+="$a "
-		else
-			out+="'${a//\'/\'\\\'\'}' "
-		fi
-	done
-	echo "${out% }"
 }
 variant_cmd_doc() {
 	server_cmd "$1"
@@ -287,24 +266,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/redis_bench.XXXXXX")
 SERVER_PID=""
 
 # ------------------------------------------------ server and cleanup
-declare -A SYSFS_ORIG=()
-sysfs_get() { sed -n 's/.*\[\(.*\)\].*/\1/p' "$1"; }
-sysfs_set() {
-	local f=$1 v=$2
-	[[ -n "${SYSFS_ORIG[$f]+x}" ]] || SYSFS_ORIG[$f]=$(sysfs_get "$f")
-	echo "$v" >"$f" 2>/dev/null || { echo "redis_bench.sh: cannot write '$v' to $f" >&2; return 1; }
-}
-sysfs_restore() {
-	local f rc=0
-	for f in "${!SYSFS_ORIG[@]}"; do
-		[[ "$(sysfs_get "$f")" == "${SYSFS_ORIG[$f]}" ]] && continue
-		if ! echo "${SYSFS_ORIG[$f]}" >"$f" 2>/dev/null; then
-			echo "redis_bench.sh: WARNING: could not restore $f to '${SYSFS_ORIG[$f]}'" >&2
-			rc=1
-		fi
-	done
-	return $rc
-}
 rcli() { timeout 10 redis-cli -h 127.0.0.1 -p "$PORT" "$@" 2>/dev/null; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 # All processes of the server's session (the server was started by setsid:
@@ -359,13 +320,7 @@ start_server() {
 }
 
 # --------------------------------------------------------------- info
-STAMP=$(date +%Y%m%d-%H%M%S)
-DATE=$(date '+%Y-%m-%d %H:%M:%S %z')
-KERNEL=$(uname -r)
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-NCPU=$(nproc)
-THP=$(sysfs_get "$THP_DIR/enabled" 2>/dev/null || echo "?")
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+machine_info
 mkdir -p bench/results
 RAW="bench/results/redis_bench-$STAMP.txt"
 PNG="bench/results/redis_bench-$STAMP.png"
@@ -566,9 +521,6 @@ ppf() {
 	awk -v v="$1" -v d="$2" '$1 == v && $2 == d && $9 != "-" && $9 > 0 { f += $9; m += $10 }
 		END { if (f) printf "%.1f\n", m / f; else print "-" }' "$RES"
 }
-ratio() {
-	if [[ -n "$1" && -n "$2" && "$2" != 0 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "-"; fi
-}
 
 TABLE="$TMP/table"
 : >"$TABLE"
@@ -665,8 +617,8 @@ else
 	for v in "${PV[@]}"; do COLS+=" $(variant_color "$v")"; done
 	width=$((900 + ${#SIZES[@]} * ${#PV[@]} * 24))
 	((width > 2400)) && width=2400
-	term="png size $width,900"
-	gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 && term="pngcairo size $width,900 font 'sans,10'"
+	plot_term "$width" 900
+	term=$TERM_PNG
 	if gnuplot >"$TMP/gnuplot.log" 2>&1 <<EOF
 set terminal $term
 set output '$PNG'
