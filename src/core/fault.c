@@ -403,7 +403,8 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 	struct usm_page *v;
 
 	/* At its own limit: the reclaimer evicts some of its pages first. */
-	if (p->limit_frames && p->chan && usm_read(&p->c.frames_in_use) >= p->limit_frames) {
+	if (p->limit_frames && p->chan && !p->limit_stuck &&
+	    usm_read(&p->c.frames_in_use) >= p->limit_frames) {
 		usm_reclaim_kick(usm_inst);
 		return USM_FAULT_RETRY;
 	}

@@ -75,6 +75,8 @@ struct usm_process {
 	uint64_t nswap_free, swap_next;
 	uint64_t limit_frames;            /* `limit`, 0: none */
 	uint64_t limit_cursor;            /* where the limit's victims were taken */
+	_Atomic bool limit_stuck;         /* at its limit, nothing evictable */
+	bool warned_limit;
 	_Atomic int refs;                 /* freed by usm_process_put at 0 */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	struct usm_list_head leased;      /* inline: frames lent to it */

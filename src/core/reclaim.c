@@ -198,20 +198,39 @@ static uint64_t queue_own_pages(struct usm_process *p, uint64_t want)
 	return lw.queued;
 }
 
-/* Processes over (or at) their `limit` give back pages of their own. */
-static uint64_t enforce_limits(struct usm_instance *inst, struct usm_process **procs, size_t n)
+/*
+ * Processes over (or at) their `limit` give back pages of their own.  One
+ * that cannot (devices full, nothing of its own evictable) is marked
+ * limit_stuck: its faults then take frames beyond its limit rather than
+ * wait for ever.
+ */
+static uint64_t enforce_limits(struct usm_instance *inst, struct usm_process **procs, size_t n,
+			       bool full)
 {
 	uint64_t queued = 0;
 
 	pthread_mutex_lock(&inst->lock);
 	for (size_t i = 0; i < n; i++) {
 		struct usm_process *p = procs[i];
-		uint64_t held = usm_read(&p->c.frames_in_use);
+		uint64_t held = usm_read(&p->c.frames_in_use), got = 0;
 		uint64_t floor = p->limit_frames > LIMIT_SLACK ? p->limit_frames - LIMIT_SLACK : 0;
 
-		if (!p->limit_frames || p->exiting || held + p->ninflight <= floor)
+		if (!p->limit_frames || p->exiting || held + p->ninflight <= floor) {
+			p->limit_stuck = false;
 			continue;
-		queued += queue_own_pages(p, held - floor > p->ninflight ? held - floor - p->ninflight : 0);
+		}
+		if (!full)
+			got = queue_own_pages(p, held - floor > p->ninflight
+						 ? held - floor - p->ninflight : 0);
+		queued += got;
+		p->limit_stuck = !got && !p->ninflight && held >= p->limit_frames;
+		if (p->limit_stuck && !p->warned_limit) {
+			p->warned_limit = true;
+			usm_log(USM_LOG_WARN, "pid %d (%s) is at its limit of %llu frames and "
+				"nothing of it can be evicted%s: it goes over its limit", p->pid,
+				p->comm, (unsigned long long)p->limit_frames,
+				full ? " (swap devices full)" : "");
+		}
 	}
 	pthread_mutex_unlock(&inst->lock);
 	return queued;
@@ -247,11 +266,11 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 
 	*outstanding = collect_all(procs, n);
 	need = frames_needed(inst, *outstanding, reclaiming);
-	if (!devices_full(inst)) {
-		queued = enforce_limits(inst, procs, n);
-		if (need || !*outstanding)
-			queued += choose_victims(inst, need);
-	}
+	bool full = devices_full(inst);
+
+	queued = enforce_limits(inst, procs, n, full);
+	if (!full && (need || !*outstanding))
+		queued += choose_victims(inst, need);
 	if (queued) {
 		kick_agents(procs, n);
 		*outstanding += queued;

@@ -81,3 +81,12 @@ json_check "$T/pf.json" "d['swapped_in'] >= 4 * d['swapin_faults']" \
 	"prefetch 8: at least 4 pages come back per swap-in fault"
 json_check "$T/pf.json" "d['swapin_faults'] * 2 <= $(json_eval "$T/prefetch.json" "d['swapin_faults']")" \
 	"prefetch 8: at most half the swap-in faults of prefetch 1"
+
+# MADV_DONTNEED and a rewrite racing the eviction of the same page: the
+# new value is never lost (a request naming the old page is called off).
+for r in 1 2; do
+	run_limited 60 "$T/dn$r.out" "$USM" run -o "memory $BUDGET" -o "swapdev ${DEVICES[0]}" \
+		-- "$PROGS/usm_dontneed" $((BUDGET * 2)) 4
+	assert_status 0 "$RC" "usm_dontneed round $r" "$T/dn$r.out" "$T/dn$r.out.err"
+	assert_grep "$T/dn$r.out" "^dontneed: OK [0-9]+ operations, 0 wrong pages$" "no page lost its last write (round $r)"
+done

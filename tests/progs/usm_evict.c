@@ -18,7 +18,9 @@
  *   --remap  the upper half moves to a new address (mremap) and is
  *            checked there;
  *   --unmap  a quarter in the middle is unmapped, the rest checked, and
- *            the hole mapped again must read as zero.
+ *            the hole mapped again must read as zero;
+ *   --fork-exit FILE  fork and exit at once; the child, orphaned, checks
+ *            the data and writes its verdict line to FILE.
  * With --ready FILE the program creates FILE once its data is written and
  * sleeps H ms (default 0) before checking it (for tests that kill the
  * instance in between).  Prints "evict: OK <n> pages verified" or a
@@ -150,6 +152,26 @@ static void do_fork(uint64_t gen)
 	run_all(mem, 0, npages, gen + 1, 0);
 }
 
+/* Daemon-style: the parent leaves at once, the orphaned child checks. */
+static void do_fork_exit(uint64_t gen, const char *out)
+{
+	pid_t pid = fork();
+	FILE *f;
+
+	if (pid < 0)
+		die("fork", 0, gen);
+	if (pid > 0)
+		exit(0);
+	usleep(100000);                 /* the parent is gone by now */
+	run_all(mem, 0, npages, gen, 0);
+	f = fopen(out, "w");
+	if (!f)
+		_exit(1);
+	fprintf(f, "evict: child OK %zu pages verified\n", npages);
+	fclose(f);
+	_exit(0);
+}
+
 static void do_remap(uint64_t gen)
 {
 	size_t half = npages / 2, moved = npages - half;
@@ -194,7 +216,7 @@ int main(int argc, char **argv)
 	size_t mb = 128;
 	unsigned passes = 2, hold_ms = 0;
 	int fork_test = 0, remap = 0, unmap = 0;
-	const char *ready = NULL;
+	const char *ready = NULL, *fork_exit = NULL;
 	uint64_t gen = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -208,6 +230,8 @@ int main(int argc, char **argv)
 			hold_ms = (unsigned)strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--ready") && i + 1 < argc)
 			ready = argv[++i];
+		else if (!strcmp(argv[i], "--fork-exit") && i + 1 < argc)
+			fork_exit = argv[++i];
 		else if (!strcmp(argv[i], "--rand"))
 			random_order = 1;
 		else if (!strcmp(argv[i], "--fork"))
@@ -218,7 +242,8 @@ int main(int argc, char **argv)
 			unmap = 1;
 		else {
 			fprintf(stderr, "usage: %s [--mb N] [--threads K] [--rand] [--passes P] "
-				"[--fork] [--remap] [--unmap] [--ready FILE] [--hold-ms H]\n", argv[0]);
+				"[--fork] [--fork-exit FILE] [--remap] [--unmap] [--ready FILE] "
+				"[--hold-ms H]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -243,6 +268,8 @@ int main(int argc, char **argv)
 		run_all(mem, 0, npages, gen, 0);
 	}
 	gen--;
+	if (fork_exit)
+		do_fork_exit(gen, fork_exit);
 	if (fork_test)
 		do_fork(gen), gen++;
 	if (remap)
