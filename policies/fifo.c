@@ -5,7 +5,7 @@
  * Pages leave memory in the order they arrived, whatever their use: the
  * cheapest policy to run and the baseline the others are measured
  * against.  Swap-in brings back `set fifo.prefetch N` pages around the
- * fault (an aligned group of N, default 1).
+ * fault (an aligned group of N, a power of two, default 1).
  */
 #include <usm/usm.h>
 
@@ -17,8 +17,11 @@ static int fifo_init(void)
 	int err = 0;
 	long long n = usm_config_get_int("fifo.prefetch", 1, &err);
 
-	if (err || n < 1 || n > USM_RESOLVE_MAX) {
-		usm_log(USM_LOG_ERROR, "fifo: set fifo.prefetch: expected 1-%d", USM_RESOLVE_MAX);
+	if (err)            /* usm_config_get_int said what is wrong */
+		return USM_EINVAL;
+	if (n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
+		usm_log(USM_LOG_ERROR, "set fifo.prefetch: expected a power of two "
+			"from 1 to %d, got '%s'", USM_RESOLVE_MAX, usm_config_get("fifo.prefetch"));
 		return USM_EINVAL;
 	}
 	prefetch = (unsigned)n;

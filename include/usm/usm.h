@@ -104,7 +104,6 @@ enum usm_page_state {
 #define USM_PG_PINNED     (1u << 1)  /* cannot be evicted */
 #define USM_PG_TRACKED    (1u << 2)  /* handed to the swap policy */
 #define USM_PG_DROPPED    (1u << 3)  /* released while being evicted */
-#define USM_PG_CANCELLED  (1u << 4)  /* faulted back while being evicted */
 
 /*
  * A frame descriptor.  The framework owns frame, proc, vaddr and state; a
@@ -326,7 +325,8 @@ struct usm_swap_policy_ops {
 	 * same contract as usm_evict_fallback, at most `max` victims. */
 	unsigned (*cond_swap_out)(struct usm_page **out, unsigned max);
 	/*
-	 * A fault on a swapped-out page (ev->vaddr; ev->offst is its slot).
+	 * A fault on a swapped-out page (ev->vaddr; ev->offst is its entry
+	 * in the process's swap table).
 	 * Return how many pages to swap in, >= 1, counting from the aligned
 	 * group of that many around the fault (a power of two, at most
 	 * USM_RESOLVE_MAX): neighbours that are swapped out come in with it
@@ -336,10 +336,11 @@ struct usm_swap_policy_ops {
 };
 
 /*
- * Access information for eviction: was pg's page accessed (read or
- * written) since the last call for it?  Clears the answer.  The framework
- * learns it off the fault path (see docs/eviction.md); a frame mapped
- * since the last call counts as accessed.
+ * Access information for eviction: was pg's page used since the last call
+ * for it?  Clears the answer.  The framework learns it off the fault path:
+ * on a stock kernel it sees writes (PAGEMAP_SCAN), not reads, and a frame
+ * mapped (first touch or swap-in) since the last call counts as used.
+ * See docs/eviction.md and docs/access-tracking.md.
  */
 bool usm_page_referenced(struct usm_page *pg);
 /* Is pg's page pinned (cannot be evicted: e.g. its mapping is read-only)?

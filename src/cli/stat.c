@@ -401,9 +401,13 @@ int cmd_policies(int argc, char **argv)
 {
 	(void)argc;
 	(void)argv;
+	char swap[512];
+
 	for (size_t i = 0; i < usm_registry_count(); i++) {
 		struct usm_policy *p = usm_registry_at(i);
 		printf("%s%s\n", p->name, p == usm_registry_default_alloc() ? " (default)" : "");
 	}
+	usm_registry_swap_names(swap, sizeof(swap));
+	printf("eviction (swap_policy): %s (default fifo)\n", swap);
 	return 0;
 }

@@ -294,7 +294,7 @@ static int d_swapdev(struct parse_ctx *pc, int argc, char **argv)
 		return fail(pc, "swapdev: at most %d devices", USM_SWAP_MAX_DEVS);
 	d = &pc->cfg->swapdevs[pc->cfg->nswapdevs];
 	if (usm_swapdev_parse(argv + 1, argc - 1, d, why, sizeof(why)))
-		return fail(pc, "swapdev: %s", why);
+		return fail(pc, "%s", why);
 	d->line = where(pc);
 	pc->cfg->nswapdevs++;
 	return 0;

@@ -236,7 +236,7 @@ int usm_evict_attach(struct usm_process *p, uint32_t fork_token, int32_t ppid)
 	if (rc == 0)
 		rc = send_devices(p);
 	if (rc) {
-		usm_log(USM_LOG_WARN, "pid %d: no eviction channel: %s; its pages stay "
+		usm_log(USM_LOG_WARN, "pid %d: no eviction channel: %s; not managing it "
 			"in memory", p->pid, strerror(-rc));
 		return rc;
 	}
@@ -285,7 +285,7 @@ bool usm_evict_queue(struct usm_page *pg)
 		p->inflight[i] = pg;
 		p->ninflight++;
 		pg->state = USM_PAGE_EVICTING;
-		pg->fw_flags &= ~(USM_PG_DROPPED | USM_PG_CANCELLED);
+		pg->fw_flags &= ~USM_PG_DROPPED;
 		r->vaddr = pg->vaddr;
 		atomic_store_explicit(&r->state, USM_EV_QUEUED, memory_order_release);
 		return true;
@@ -348,9 +348,6 @@ static bool settle_stored(struct usm_process *p, unsigned i, const struct usm_sw
 	if (pg->fw_flags & USM_PG_DROPPED) {
 		usm_swap_unref(loc);
 		frame_gone(pg);
-	} else if (pg->fw_flags & USM_PG_CANCELLED) {
-		usm_swap_unref(loc);       /* a fault took it back from the outbox */
-		back_to_mapped(pg, false);
 	} else {
 		uint64_t va = pg->vaddr;
 		if (swapent_add(p, va, loc)) {
@@ -382,7 +379,7 @@ static void put_back(struct usm_process *p, unsigned i)
 	pthread_mutex_unlock(&usm_inst->lock);
 	rc = usm_uffd_copy_mode(p->uffd, va, outbox(p, i), ps, 0, &done);
 	pthread_mutex_lock(&usm_inst->lock);
-	if (rc == 0 || rc == -EEXIST || (pg->fw_flags & (USM_PG_DROPPED | USM_PG_CANCELLED))) {
+	if (rc == 0 || rc == -EEXIST || (pg->fw_flags & USM_PG_DROPPED)) {
 		if (pg->fw_flags & USM_PG_DROPPED)
 			frame_gone(pg);
 		else
@@ -461,7 +458,7 @@ static void cancel_queued(struct usm_process *p)
 /*
  * A fault on pg, a page in flight (inst->lock held, evict_mu held).  If
  * the agent has moved it, copy its content to buf and return true: the
- * caller maps it and calls usm_evict_cancelled().
+ * caller maps it and calls usm_evict_cancel().
  */
 bool usm_evict_peek(struct usm_process *p, struct usm_page *pg, void *buf)
 {

@@ -354,8 +354,12 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	rc = usm_swap_init(cfg->swapdevs, cfg->nswapdevs, cfg->page_size, err, errlen);
-	if (rc)
+	if (rc) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "%s: %s", cfg->source, why);
 		return rc;
+	}
 	if (sp->ops->usm_init && !sp->initialised && sp->ops->usm_init() != USM_OK) {
 		snprintf(err, errlen, "swap policy %s failed to initialise", sp->name);
 		usm_swap_fini();

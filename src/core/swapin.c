@@ -56,14 +56,16 @@ static unsigned prefetch_want(struct usm_event *ev)
 /* inst->lock held: the faulting page first, then swapped neighbours. */
 static void plan_pages(struct usm_process *p, struct usm_event *ev, struct swapin_plan *pl)
 {
-	uint64_t ps = usm_inst->cfg.page_size;
-	unsigned want = prefetch_want(ev);
-	uint64_t base = ev->vaddr & ~((uint64_t)want * ps - 1);
+	uint64_t ps = usm_inst->cfg.page_size, base;
 	struct usm_page *v = usm_pagemap_get(&p->pm, ev->vaddr);
+	unsigned want;
 
 	pl->n = 1;
 	pl->va[0] = ev->vaddr;
 	pl->idx[0] = usm_pm_swap_idx(v);
+	ev->offst = pl->idx[0];
+	want = prefetch_want(ev);
+	base = ev->vaddr & ~((uint64_t)want * ps - 1);
 	for (unsigned i = 0; i < want && pl->n < usm_frames_free(); i++) {
 		uint64_t va = base + (uint64_t)i * ps;
 		v = usm_pagemap_get(&p->pm, va);

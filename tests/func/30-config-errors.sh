@@ -75,6 +75,24 @@ bad_config 1 "process $long16 first_fit\n" "process name '$long16' is longer tha
 bad_config 1 "priority $long16 5\n" "process name '$long16' is longer than 15 characters"
 bad_config 1 "process myprog $long32\n" "policy name '$long32' is longer than 31 characters"
 
+# eviction: swap devices, swap policy, watermarks, limits, traces
+bad_config 2 'memory 64\nswapdev tape /dev/st0 1G\n' "swapdev: unknown device kind 'tape' \\(expected file or zmem\\)"
+bad_config 1 'swapdev zmem - 0\n' "swapdev zmem: size '0' out of range"
+bad_config 1 'swapdev file /tmp/x.swap 12Q\n' "swapdev file: bad size '12Q' \\(expected bytes, or a number with K, M or G\\)"
+bad_config 1 'swapdev file /tmp/x.swap 1G codec=lz4\n' "swapdev file: option 'codec=lz4' applies only to zmem devices"
+bad_config 1 'swapdev zmem - 1G direct\n' "swapdev zmem: option 'direct' applies only to file devices"
+bad_config 1 'swapdev zmem - 1G priority=x\n' "swapdev: bad priority 'priority=x'"
+bad_config 3 'memory 64\nswapdev zmem - 64M\nswap_policy lru\n' "unknown swap policy 'lru' \\(registered: .*fifo.*\\)"
+bad_config 1 'watermarks 9 3\n' "watermarks: high \\(3%\\) is below low \\(9%\\)"
+bad_config 1 'limit redis-server\n' "expected 'limit <name> <MiB>'"
+bad_config 1 'trace redis-server\n' "expected 'trace <name> <file>'"
+# a device that cannot be opened: the file and the device's line are named
+n=$((n + 1))
+printf 'memory 64\nswapdev file %s/no/such/dir/x.swap 64M\n' "$T" >"$T/bad$n.cfg"
+timeout 10 "$USMD" -i cfgtest -c "$T/bad$n.cfg" >"$T/bad$n.out" 2>&1 && fail "usmd started with an unopenable swap file"
+assert_grep "$T/bad$n.out" "$(re_escape "$T/bad$n.cfg"): swapdev file .*/no/such/dir/x.swap \\(line 2\\): open: No such file or directory" \
+	"an unopenable swap file is named with its config line"
+
 # A good config with the same directives starts (so the cases above fail
 # for the reason they name, not for something else).
 printf '# good\nmemory 64\nworkers 2\npage 4096\nmode blocking\noom kernel\npolicy first_fit\nprocess myprog batch\nprocess alloc other first_fit\npriority myprog 5\nthreshold 80 first_fit\nthreshold 50 batch\nset batch.pages 16\n' >"$T/good.cfg"
