@@ -41,7 +41,10 @@
 #                    W + 64 MiB), set up for each run and reset after it
 #   usm-file         usm run -o 'memory L' -o 'swapdev file PATH SIZE'
 #   usm-zmem         usm run -o 'memory L' -o 'swapdev zmem - SIZE codec=lz4'
-#   usm-file-P       usm-file with -o 'swap_policy P', P = fifo, clock, s3fifo
+#   usm-D-P          USM on device D (file, zmem) with -o 'swap_policy P',
+#                    P = fifo, clock, s3fifo
+#   usm-D[-P]-pfN    ... and swap-in prefetch: -o 'set P.prefetch N'
+#                    (P = fifo when not given), N = 8, 64
 # Only one swap area is active at a time, and only during its variant's run.
 # Every system setting (swap areas, zram, the cgroup, the swap files) is
 # undone after each run and on any exit (trap), also on Ctrl-C.  A USM
@@ -61,7 +64,13 @@ BENCH=swap_bench.sh
 
 POLICIES=(fifo clock s3fifo)
 ALL_VARIANTS=(kernel-swapfile kernel-zram usm-file usm-zmem)
-for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-file-$p"); done
+for d in file zmem; do
+	for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p"); done
+	for n in 8 64; do
+		ALL_VARIANTS+=("usm-$d-pf$n")
+		for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p-pf$n"); done
+	done
+done
 ALL_WORKLOADS=(gups scan zipf)
 
 REPS=5
@@ -138,6 +147,21 @@ swapwork_args() {
 	if [[ -n "$OPS" ]]; then SWARGS+=(--ops "$OPS"); else SWARGS+=(--seconds "$SECONDS_RUN"); fi
 }
 
+# usm_variant_parts usm-D[-P][-pfN]: UDEV, UPOL (or empty), UPF (or empty).
+usm_variant_parts() {
+	local rest=${1#usm-}
+	UDEV=${rest%%-*}
+	rest=${rest#"$UDEV"}
+	rest=${rest#-}
+	UPF=
+	if [[ "$rest" =~ (^|-)pf([0-9]+)$ ]]; then
+		UPF=${BASH_REMATCH[2]}
+		rest=${rest%pf"$UPF"}
+		rest=${rest%-}
+	fi
+	UPOL=$rest
+}
+
 # run_cmd <variant> <workload> [ws-mb limit-mb stats.json]: CMD, one run.
 run_cmd() {
 	local v=$1 w=$2 ws=${3:-$WS_MB} lim=${4:-$LIMIT_MB} js=${5:-}
@@ -148,11 +172,13 @@ run_cmd() {
 		CMD=(/bin/sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$SW" "${SWARGS[@]}") ;;
 	usm-*)
 		CMD=("$USM" run -o "memory $lim")
-		case "$v" in
-		usm-zmem) CMD+=(-o "swapdev zmem - $((ws + 64))M codec=lz4") ;;
-		usm-file*) CMD+=(-o "swapdev file $USMFILE $((ws + 64))M") ;;
+		usm_variant_parts "$v"
+		case "$UDEV" in
+		zmem) CMD+=(-o "swapdev zmem - $((ws + 64))M codec=lz4") ;;
+		file) CMD+=(-o "swapdev file $USMFILE $((ws + 64))M") ;;
 		esac
-		[[ "$v" == usm-file-* ]] && CMD+=(-o "swap_policy ${v#usm-file-}")
+		[[ -n "$UPOL" ]] && CMD+=(-o "swap_policy $UPOL")
+		[[ -n "$UPF" ]] && CMD+=(-o "set ${UPOL:-fifo}.prefetch $UPF")
 		[[ -n "$js" ]] && CMD+=(--stats-json "$js")
 		CMD+=(-- "$SW" "${SWARGS[@]}") ;;
 	esac
@@ -163,7 +189,9 @@ variant_what() {
 	kernel-zram)     echo "kernel: cgroup v1 memory limit, swap on /dev/zram0 (lz4)" ;;
 	usm-file)        echo "USM: file swap device (io_uring), default eviction policy" ;;
 	usm-zmem)        echo "USM: compressed in-memory swap device (lz4), default eviction policy" ;;
-	usm-file-*)      echo "USM: file swap device, eviction policy ${1#usm-file-}" ;;
+	usm-*)
+		usm_variant_parts "$1"
+		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}" ;;
 	esac
 }
 # doc_cmd ARGS...: show_cmd without this run's pid and the repository's
