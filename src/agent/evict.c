@@ -231,14 +231,90 @@ int agent_evict_start(void)
 
 /* ---- crash safety ------------------------------------------------------- */
 
-static void restore_page(uint64_t va, const void *content)
-{
-	uint64_t done = 0;
-	int rc = usm_uffd_copy_mode(agent.uffd, va, content, ps, 0, &done);
+/*
+ * Address-space events the instance never read.  While one is queued the
+ * kernel refuses UFFDIO_COPY (EAGAIN), and the thread that caused it waits
+ * until it is read; once read, its munmap / MADV_DONTNEED / mremap goes
+ * on.  So the restore reads them itself and applies them to every
+ * swapped-out page before putting it back: a page in a removed range
+ * stays empty, a page in a moved range goes to its new address.
+ */
+#define RESTORE_EVENTS 4096
+#define RESTORE_TRIES 10000
 
-	if (rc && rc != -EEXIST && rc != -ENOENT)
-		agent_log("cannot restore page 0x%llx: %s", (unsigned long long)va,
-			  strerror(-rc));
+struct layout_event {
+	uint8_t event;              /* UFFD_EVENT_REMOVE, _UNMAP or _REMAP */
+	uint64_t start, end, to;
+};
+
+static struct layout_event restore_log[RESTORE_EVENTS];
+static unsigned restore_nlog;
+static bool restore_log_full;
+
+static void read_pending_events(void)
+{
+	struct uffd_msg msgs[16];
+	int n;
+
+	while ((n = usm_uffd_read(agent.uffd, msgs, 16)) > 0)
+		for (int i = 0; i < n; i++) {
+			const struct uffd_msg *m = &msgs[i];
+			struct layout_event e = { .event = m->event };
+
+			if (m->event == UFFD_EVENT_REMOVE || m->event == UFFD_EVENT_UNMAP) {
+				e.start = m->arg.remove.start;
+				e.end = m->arg.remove.end;
+			} else if (m->event == UFFD_EVENT_REMAP) {
+				e.start = m->arg.remap.from;
+				e.end = m->arg.remap.from + m->arg.remap.len;
+				e.to = m->arg.remap.to;
+			} else {
+				continue;   /* faults: unregistering wakes them */
+			}
+			if (restore_nlog == RESTORE_EVENTS) {
+				restore_log_full = true;
+				continue;
+			}
+			restore_log[restore_nlog++] = e;
+		}
+}
+
+/* Where the page swapped out at va lives now (0: it was released). */
+static uint64_t address_now(uint64_t va)
+{
+	for (unsigned i = 0; i < restore_nlog && va; i++) {
+		const struct layout_event *e = &restore_log[i];
+
+		if (va < e->start || va >= e->end)
+			continue;
+		va = e->event == UFFD_EVENT_REMAP ? e->to + (va - e->start) : 0;
+	}
+	return va;
+}
+
+/* Put content back at the page's current address; true if it is there
+ * (or had been released meanwhile). */
+static bool restore_page(uint64_t va, const void *content)
+{
+	for (int tries = 0; tries < RESTORE_TRIES; tries++) {
+		uint64_t done = 0, now = address_now(va);
+		int rc;
+
+		if (!now)
+			return true;
+		rc = usm_uffd_copy_mode(agent.uffd, now, content, ps, 0, &done);
+		if (rc == 0 || rc == -EEXIST || rc == -ENOENT)
+			return true;
+		if (rc != -EAGAIN) {
+			agent_log("cannot restore page 0x%llx: %s", (unsigned long long)now,
+				  strerror(-rc));
+			return false;
+		}
+		read_pending_events();
+	}
+	agent_log("cannot restore page 0x%llx: the address space keeps changing",
+		  (unsigned long long)va);
+	return false;
 }
 
 void agent_evict_restore(void)
@@ -249,6 +325,9 @@ void agent_evict_restore(void)
 	if (!chan)
 		return;
 	pthread_mutex_lock(&evict_mu);
+	restore_nlog = 0;
+	restore_log_full = false;
+	read_pending_events();
 	tab = (const void *)((const char *)chan + chan->table_off);
 	n = atomic_load(&chan->table_hwm);
 	for (uint64_t i = 0; i < n && i < chan->table_cap; i++) {
@@ -257,21 +336,26 @@ void agent_evict_restore(void)
 		if (!va)
 			continue;
 		if (loc->dev >= ndev ||
-		    usm_swap_read_loc(dev_fd[loc->dev], loc, page_buf, ps)) {
+		    usm_swap_read_loc(dev_fd[loc->dev], loc, page_buf, ps) ||
+		    !restore_page(va, page_buf)) {
 			lost++;
 			continue;
 		}
-		restore_page(va, page_buf);
 		back++;
 	}
 	for (unsigned i = 0; i < chan->nreq; i++)
 		if (atomic_load(&chan->req[i].state) == USM_EV_COPIED) {
-			restore_page(chan->req[i].vaddr, outbox(i));
-			back++;
+			if (restore_page(chan->req[i].vaddr, outbox(i)))
+				back++;
+			else
+				lost++;
 		}
+	if (restore_log_full)
+		agent_log("too many address-space changes during the restore; some "
+			  "pages may be misplaced");
 	if (back || lost)
 		agent_log("restored %llu swapped-out page(s)%s", (unsigned long long)back,
-			  lost ? " (some could not be read: they read as zero)" : "");
+			  lost ? " (some could not be put back: they read as zero)" : "");
 	pthread_mutex_unlock(&evict_mu);
 }
 

@@ -83,6 +83,9 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
+/* The kernel's sigset_t: 64 signals. */
+#define KERNEL_SIGSET 8
+
 /* A thread of the agent: on a stack the program never registers, with
  * every signal but SIGSYS blocked. */
 int agent_spawn(void *(*fn)(void *), void *arg)
@@ -100,12 +103,17 @@ int agent_spawn(void *(*fn)(void *), void *arg)
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, (void *)stack, STACK_SIZE);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/* Signals are the program's business, not the monitor's. */
+	/* Signals are the program's business, not the agent's: a program's
+	 * handler run on the evictor in the middle of a batch may touch a
+	 * page the batch has just moved out, and then both wait for each
+	 * other.  The mask is set with our own syscall instruction: libc's
+	 * is trapped (agent/intercept.c), and a mask changed inside the
+	 * SIGSYS handler is undone when the handler returns. */
 	sigfillset(&all);
 	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, KERNEL_SIGSET, 0, 0);
 	rc = pthread_create(&t, &attr, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, KERNEL_SIGSET, 0, 0);
 	pthread_attr_destroy(&attr);
 	if (rc)
 		raw_unmap((void *)stack, STACK_SIZE);
