@@ -84,6 +84,12 @@ int agent_evict_setup(int sock, char *err, size_t errlen);
 int agent_evict_start(void);
 /* Detaching: put every swapped-out page back in place first. */
 void agent_evict_restore(void);
+/* Around a call that changes the address space (munmap, mremap, madvise,
+ * MAP_FIXED mmap, brk): no page moves meanwhile, and the change is
+ * numbered and marked for the instance.  Ranges [a, a+alen) and
+ * [b, b+blen) are what it touched (lengths may be 0). */
+void agent_evict_layout_begin(void);
+void agent_evict_layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen);
 /* fork: snapshot for the child (prepare), resume (parent), forget (child). */
 void agent_evict_fork_prepare(void);
 void agent_evict_fork_parent(void);

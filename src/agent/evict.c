@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -47,6 +48,21 @@ static pid_t fork_parent;          /* who asked for fork_token */
 /* Held while pages move; recursive: detaching may happen inside. */
 static pthread_mutex_t evict_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static char page_buf[65536] __attribute__((aligned(4096)));
+
+/*
+ * Address-space changes (see struct usm_evict_chan, `marker`): numbered
+ * under evict_mu, the last LAYOUT_RING remembered with the ranges they
+ * touched.
+ */
+#define LAYOUT_RING 64
+
+struct layout_change {
+	uint64_t lo[2], hi[2];
+};
+
+static struct layout_change layout_ring[LAYOUT_RING];
+static uint32_t layout_seq;
+static void *marker;
 
 static void *outbox(unsigned i)
 {
@@ -146,6 +162,61 @@ int agent_evict_setup(int sock, char *err, size_t errlen)
 	return rc;
 }
 
+/* ---- ordering with the program's munmap, mremap, madvise --------------- */
+
+void agent_evict_layout_begin(void)
+{
+	if (chan)
+		pthread_mutex_lock(&evict_mu);
+}
+
+void agent_evict_layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	struct layout_change *c;
+
+	if (!chan)
+		return;
+	c = &layout_ring[++layout_seq % LAYOUT_RING];
+	*c = (struct layout_change){ { a, b }, { a + alen, b + blen } };
+	/* After the call's own events: the instance counts this one. */
+	if (marker)
+		raw_syscall6(SYS_madvise, (long)marker, (long)ps, MADV_DONTNEED, 0, 0, 0);
+	pthread_mutex_unlock(&evict_mu);
+}
+
+/* evict_mu held: was va left alone by every change the instance had not
+ * seen when it queued r? */
+static bool request_current(const struct usm_evict_req *r)
+{
+	uint32_t behind = layout_seq - r->seq;
+
+	if (behind >= LAYOUT_RING)
+		return false;            /* too old to tell: ask again later */
+	for (uint32_t s = r->seq + 1; behind--; s++) {
+		const struct layout_change *c = &layout_ring[s % LAYOUT_RING];
+		for (int k = 0; k < 2; k++)
+			if (r->vaddr >= c->lo[k] && r->vaddr < c->hi[k])
+				return false;
+	}
+	return true;
+}
+
+/* A page of our own, registered and never touched: dropping it makes a
+ * REMOVE event the instance recognises by its address. */
+static void make_marker(void)
+{
+	void *m = raw_map(ps, PROT_READ | PROT_WRITE);
+
+	if (!m || usm_uffd_register(agent.uffd, (uint64_t)m, ps, UFFDIO_REGISTER_MODE_MISSING)) {
+		agent_log("no layout marker: pages near munmap/mremap calls will not be evicted");
+		if (m)
+			raw_unmap(m, ps);
+		return;
+	}
+	marker = m;
+	chan->marker = (uint64_t)m;
+}
+
 /* ---- moving pages out --------------------------------------------------- */
 
 /* Move one page into staging slot j.  A page shared with a fork child
@@ -176,7 +247,10 @@ static void move_batch(const unsigned *req, unsigned n)
 	uint32_t answer[STAGE_PAGES];
 
 	for (unsigned j = 0; j < n; j++) {
-		int rc = move_one(chan->req[req[j]].vaddr, j);
+		/* A page another call put at that address is not the one the
+		 * instance chose: leave it. */
+		int rc = request_current(&chan->req[req[j]]) ? move_one(chan->req[req[j]].vaddr, j)
+							     : -ESTALE;
 		answer[j] = answer_for(rc);
 		if (rc == 0)
 			memcpy(outbox(req[j]), stage + (uint64_t)j * ps, ps);
@@ -226,7 +300,10 @@ static void *evictor(void *arg)
 
 int agent_evict_start(void)
 {
-	return chan ? agent_spawn(evictor, NULL) : 0;
+	if (!chan)
+		return 0;
+	make_marker();
+	return agent_spawn(evictor, NULL);
 }
 
 /* ---- crash safety ------------------------------------------------------- */
@@ -324,9 +401,14 @@ void agent_evict_restore(void)
 
 	if (!chan)
 		return;
-	pthread_mutex_lock(&evict_mu);
 	restore_nlog = 0;
 	restore_log_full = false;
+	/* A thread inside munmap & co. holds the lock until the event it
+	 * raised is read: read them while waiting. */
+	while (pthread_mutex_trylock(&evict_mu)) {
+		read_pending_events();
+		sched_yield();
+	}
 	read_pending_events();
 	tab = (const void *)((const char *)chan + chan->table_off);
 	n = atomic_load(&chan->table_hwm);
@@ -437,6 +519,10 @@ void agent_evict_fork_child(void)
 	if (stage)
 		raw_unmap(stage, STAGE_PAGES * ps);
 	stage = NULL;
+	if (marker)
+		raw_unmap(marker, ps);
+	marker = NULL;
+	layout_seq = 0;
 }
 
 uint32_t agent_evict_fork_token(void)

@@ -74,7 +74,13 @@ static void inline_gone(uint64_t start, uint64_t len)
 
 static long do_mmap(long addr, long len, long prot, long flags, long fd, long off)
 {
-	long ret = raw_syscall6(SYS_mmap, addr, len, prot, flags, fd, off);
+	long ret;
+
+	if (flags & MAP_FIXED)           /* replaces what is there */
+		agent_evict_layout_begin();
+	ret = raw_syscall6(SYS_mmap, addr, len, prot, flags, fd, off);
+	if (flags & MAP_FIXED)
+		agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 
 	/* MAP_FIXED replaced whatever was there. */
 	if (!raw_is_error(ret) && (flags & MAP_FIXED))
@@ -94,9 +100,15 @@ static long do_mmap(long addr, long len, long prot, long flags, long fd, long of
 
 static long do_brk(long addr)
 {
-	long old = raw_syscall6(SYS_brk, 0, 0, 0, 0, 0, 0);
-	long ret = raw_syscall6(SYS_brk, addr, 0, 0, 0, 0, 0);
-	uint64_t from = PAGE_UP((uint64_t)old), to = PAGE_UP((uint64_t)ret);
+	long old, ret;
+	uint64_t from, to;
+
+	agent_evict_layout_begin();
+	old = raw_syscall6(SYS_brk, 0, 0, 0, 0, 0, 0);
+	ret = raw_syscall6(SYS_brk, addr, 0, 0, 0, 0, 0);
+	from = PAGE_UP((uint64_t)old);
+	to = PAGE_UP((uint64_t)ret);
+	agent_evict_layout_end(to < from ? to : 0, to < from ? from - to : 0, 0, 0);
 
 	/* brk never merges the new pages into a registered heap VMA (the
 	 * flags differ), so each growth is a range of its own. */
@@ -109,8 +121,11 @@ static long do_brk(long addr)
 
 static long do_munmap(long addr, long len)
 {
-	long ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
+	long ret;
 
+	agent_evict_layout_begin();
+	ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
+	agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	if (!raw_is_error(ret))
 		inline_gone((uint64_t)addr, PAGE_UP((uint64_t)len));
 	return ret;
@@ -118,7 +133,16 @@ static long do_munmap(long addr, long len)
 
 static long do_madvise(long addr, long len, long advice)
 {
-	long ret = raw_syscall6(SYS_madvise, addr, len, advice, 0, 0, 0);
+	/* Advice that drops pages changes what an address holds. */
+	bool drops = advice == MADV_DONTNEED || advice == MADV_FREE ||
+		     advice == MADV_REMOVE || advice == 24 /* DONTNEED_LOCKED */;
+	long ret;
+
+	if (drops)
+		agent_evict_layout_begin();
+	ret = raw_syscall6(SYS_madvise, addr, len, advice, 0, 0, 0);
+	if (drops)
+		agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 
 	/* These drop the pages (MADV_FREE only may, later: a fault on such
 	 * a page is handled as a fresh one). */
@@ -134,8 +158,12 @@ static long do_madvise(long addr, long len, long advice)
  */
 static long do_mremap(long old, long oldlen, long newlen, long flags, long new_)
 {
-	long ret = raw_syscall6(SYS_mremap, old, oldlen, newlen, flags, new_, 0);
+	long ret;
 	uint64_t o = (uint64_t)old, ol = PAGE_UP((uint64_t)oldlen), nl = PAGE_UP((uint64_t)newlen);
+
+	agent_evict_layout_begin();
+	ret = raw_syscall6(SYS_mremap, old, oldlen, newlen, flags, new_, 0);
+	agent_evict_layout_end(o, ol, raw_is_error(ret) ? 0 : (uint64_t)ret, nl);
 
 	if (raw_is_error(ret) || !inline_on())
 		return ret;
@@ -293,15 +321,16 @@ static int install_filter(const struct text_range *libc)
 	n = add_trap(f, n, SYS_brk);
 	n = add_trap(f, n, SYS_rt_sigprocmask);
 	n = add_trap(f, n, SYS_rt_sigaction);
-	if (agent.inline_mode) {
-		/* What frees memory (the host's accounting) and what writes
-		 * into it from the kernel (see agent/pretouch.c). */
+	if (agent.inline_mode || agent.want_evict) {
+		/* What frees or moves memory: the in-process host's accounting,
+		 * and the eviction channel's ordering (agent/evict.c). */
 		n = add_trap(f, n, SYS_munmap);
 		n = add_trap(f, n, SYS_madvise);
 		n = add_trap(f, n, SYS_mremap);
+	}
+	if (agent.inline_mode)          /* what the kernel writes into (pretouch.c) */
 		for (unsigned i = 0; i < agent_pretouch_n; i++)
 			n = add_trap(f, n, agent_pretouch_nrs[i]);
-	}
 	/* mmap: only private anonymous, not hugetlb or stack */
 	unsigned mmap_at = n;
 	f[n++] = (struct sock_filter)JEQ(SYS_mmap, 0, 0);            /* jf: ALLOW */

@@ -287,6 +287,7 @@ bool usm_evict_queue(struct usm_page *pg)
 		pg->state = USM_PAGE_EVICTING;
 		pg->fw_flags &= ~USM_PG_DROPPED;
 		r->vaddr = pg->vaddr;
+		r->seq = p->layout_seen;
 		atomic_store_explicit(&r->state, USM_EV_QUEUED, memory_order_release);
 		return true;
 	}

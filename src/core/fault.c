@@ -503,6 +503,13 @@ void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
 	};
 	struct usm_policy *pol;
 
+	if (!unmap && p->chan && p->chan->marker == start) {
+		/* The agent's marker: every change before it is in the pagemap. */
+		pthread_mutex_lock(&usm_inst->lock);
+		p->layout_seen++;
+		pthread_mutex_unlock(&usm_inst->lock);
+		return;
+	}
 	if (unmap)
 		forget_vma(p, start, end);
 	usm_trace_event(p, USM_TR_FREE, start, (end - start) / usm_inst->cfg.page_size);

@@ -73,6 +73,7 @@ struct usm_process {
 	unsigned ninflight;
 	uint64_t *swap_free;              /* free swap-table entries (stack) */
 	uint64_t nswap_free, swap_next;
+	uint32_t layout_seen;             /* the agent's layout markers processed */
 	uint64_t limit_frames;            /* `limit`, 0: none */
 	uint64_t limit_cursor;            /* where the limit's victims were taken */
 	_Atomic bool limit_stuck;         /* at its limit, nothing evictable */

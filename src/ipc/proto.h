@@ -242,7 +242,8 @@ enum usm_evict_state {
 
 struct usm_evict_req {
 	_Atomic uint32_t state;
-	uint32_t reserved;
+	uint32_t seq;       /* the agent's address-space changes the daemon had
+			     * seen when it chose the page (see `marker`) */
 	uint64_t vaddr;
 };
 
@@ -259,6 +260,15 @@ struct usm_evict_chan {
 	uint64_t table_cap;
 	_Atomic uint64_t table_hwm;       /* entries ever used: scan no further */
 	uint64_t size;                    /* of the memfd */
+	/*
+	 * The agent numbers the program's munmap / mremap / madvise /
+	 * MAP_FIXED calls (it traps them) and after each one drops the
+	 * `marker` page (MADV_DONTNEED): the instance counts the REMOVE
+	 * events of that page, which arrive after the call's own events.  A
+	 * request stamped with that count is carried out only if no later
+	 * change touched its address: otherwise another page may be there.
+	 */
+	uint64_t marker;                  /* set by the agent; 0: none */
 	_Atomic uint32_t kick;            /* futex: daemon queued requests */
 	_Atomic uint32_t done;            /* bumped by the agent after a batch */
 	struct usm_evict_req req[USM_EVICT_REQS];

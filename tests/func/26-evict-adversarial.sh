@@ -1,6 +1,7 @@
 #!/bin/bash
 # Eviction while the program changes its address space under it: threads
-# that MADV_DONTNEED, munmap or mprotect ranges the reclaimer is evicting,
+# that MADV_DONTNEED, munmap, mremap or mprotect ranges the reclaimer is
+# evicting,
 # a timer signal whose handler reads swapped-out pages, a fork storm over
 # swapped pages (children that check and exit, or exec), copy-on-write
 # memory written by parent and child, a child whose parent exits at once.
@@ -32,6 +33,7 @@ adv_run() {
 
 adv_run dontneed --mb 64 --threads 4 --secs 3
 adv_run munmap --mb 64 --threads 4 --secs 3
+adv_run mremap --mb 64 --threads 4 --secs 3
 adv_run mprotect --mb 64 --threads 4 --secs 3
 adv_run signals --mb 64 --threads 4 --secs 3
 adv_run fork --mb 64 --threads 2 --forks 24

@@ -248,9 +248,16 @@ static void step_mremap(struct region *r)
 			 MREMAP_MAYMOVE | MREMAP_FIXED, to);
 	if (r->base == MAP_FAILED)
 		die("mremap");
-	/* The old place is mapped again and written at once. */
+	/* The old place is mapped again and written at once.  Another
+	 * worker may have taken it meanwhile (its own mmap(NULL) can land
+	 * there): never map over it, take any other place then. */
 	fresh = *r;
-	fresh.base = map_anon(old, REGION_PAGES * PAGE);
+	fresh.base = mmap(old, REGION_PAGES * PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	if (fresh.base == MAP_FAILED && errno == EEXIST)
+		fresh.base = map_anon(NULL, REGION_PAGES * PAGE);
+	if (fresh.base == MAP_FAILED)
+		die("mmap at the old place of a mremap");
 	fresh.id = r->id + (1u << 19);
 	memset(fresh.gen, 0, sizeof(fresh.gen));
 	region_check(&fresh, "fresh mapping at the old place of a mremap");
