@@ -315,9 +315,13 @@ static void back_to_mapped(struct usm_page *pg, bool pinned)
 {
 	pg->state = USM_PAGE_MAPPED;
 	if (pinned) {
+		/* Out of the policy's sight until the next unpin sweep
+		 * (usm_evict_unpin_all): its mapping may become movable. */
 		pg->fw_flags |= USM_PG_PINNED;
+		usm_list_add_tail(&pg->list2, &usm_inst->pinned);
 		usm_count(&pg->proc->c.evict_failed, 1);
 		usm_count(&usm_inst->c.evict_failed, 1);
+		return;
 	}
 	usm_evict_track(pg);
 }
@@ -636,5 +640,17 @@ void usm_evict_exit(struct usm_process *p)
 		 * agent to put back; the request stays as the agent left it. */
 		if (!usm_inst->stopping)
 			atomic_store_explicit(&p->chan->req[i].state, USM_EV_FREE, memory_order_release);
+	}
+}
+
+/* inst->lock held.  Pinned pages get another chance: a read-only mapping
+ * may have become writable (the program's mprotect is not seen). */
+void usm_evict_unpin_all(struct usm_instance *inst)
+{
+	while (!usm_list_empty(&inst->pinned)) {
+		struct usm_page *pg = usm_list_entry(inst->pinned.next, struct usm_page, list2);
+		usm_list_del(&pg->list2);
+		pg->fw_flags &= ~USM_PG_PINNED;
+		usm_evict_track(pg);
 	}
 }

@@ -78,6 +78,8 @@ bool usm_evict_busy_at(const struct usm_process *p, uint64_t va);
 /* Both locks held: a fault mapped in-flight pg again from the outbox. */
 void usm_evict_cancel(struct usm_process *p, struct usm_page *pg);
 void usm_evict_forks_expire(struct usm_instance *inst);
+/* inst->lock held: pinned frames become evictable candidates again. */
+void usm_evict_unpin_all(struct usm_instance *inst);
 void usm_evict_forks_fini(struct usm_instance *inst);
 
 /* ---- the fault path (a worker, no lock held) ---------------------------- */

@@ -138,6 +138,8 @@ void usm_frame_release(struct usm_page *pg)
 	const struct usm_policy *pol = pg->owner;
 
 	usm_evict_untrack(pg);
+	if (pg->fw_flags & USM_PG_PINNED)
+		usm_list_del(&pg->list2);    /* on the instance's pinned list */
 	if (pol && pol->ops->usm_pindex_free)
 		pol->ops->usm_pindex_free(pg);
 	usm_count(&p->c.frames_in_use, (uint64_t)-1);

@@ -111,6 +111,7 @@ int usm_instance_create_host(struct usm_instance **out, const char *name,
 	pthread_mutex_init(&inst->procs_lock, NULL);
 	usm_list_init(&inst->procs);
 	usm_list_init(&inst->forks);
+	usm_list_init(&inst->pinned);
 	inst->default_policy = usm_registry_find_alloc(inst->cfg.default_policy);
 	inst->start_ns = usm_now_ns();
 	usm_inst = inst;

@@ -161,6 +161,7 @@ struct usm_instance {
 					   * no room, 0 while there is room */
 	uint64_t referenced_asked;        /* usm_page_referenced calls (lock) */
 	struct usm_list_head forks;       /* snapshots for forked children */
+	struct usm_list_head pinned;      /* frames that could not be moved out */
 	uint32_t fork_seq;
 };
 

@@ -26,6 +26,7 @@
 #define POLL_NS          (300 * 1000ull)      /* while agents work */
 #define VICTIMS_PER_ROUND 512
 #define SCAN_NS          (200 * 1000000ull)   /* access tracking period */
+#define UNPIN_NS         (5000 * 1000000ull)  /* pinned pages tried again */
 #define SCAN_ABOVE_PCT   50                   /* ... once the budget is this full */
 
 void usm_reclaim_kick(struct usm_instance *inst)
@@ -302,6 +303,7 @@ static void *reclaimer_main(void *arg)
 	struct usm_instance *inst = arg;
 	bool reclaiming = false;
 	uint64_t outstanding = 0, last_expire = usm_now_ns(), last_scan = 0, asked = 0;
+	uint64_t last_unpin = usm_now_ns();
 
 	while (!inst->stopping) {
 		wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
@@ -319,6 +321,12 @@ static void *reclaimer_main(void *arg)
 		if (usm_now_ns() - last_expire > 1000000000ull) {
 			usm_evict_forks_expire(inst);
 			last_expire = usm_now_ns();
+		}
+		if (usm_now_ns() - last_unpin > UNPIN_NS) {
+			pthread_mutex_lock(&inst->lock);
+			usm_evict_unpin_all(inst);
+			pthread_mutex_unlock(&inst->lock);
+			last_unpin = usm_now_ns();
 		}
 	}
 	return NULL;
