@@ -234,7 +234,7 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	if (!rc && in)
 		rc = inline_config(sock, err, errlen);
 	if (!rc && !in && agent.want_evict)
-		rc = agent_evict_setup(sock, err, errlen);
+		rc = agent_evict_setup(sock, uffd, err, errlen);
 	if (rc) {
 		close(sock);
 		close(uffd);

@@ -79,7 +79,7 @@ int agent_spawn(void *(*fn)(void *), void *arg);
 
 /* evict.c: the eviction channel (daemon host with swap devices). */
 /* After a HELLO ACK with USM_ACK_EVICT: receive the channel and devices. */
-int agent_evict_setup(int sock, char *err, size_t errlen);
+int agent_evict_setup(int sock, int uffd, char *err, size_t errlen);
 /* Start moving pages out on the daemon's request. */
 int agent_evict_start(void);
 /* Detaching: put every swapped-out page back in place first. */

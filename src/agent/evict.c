@@ -141,7 +141,23 @@ static int make_stage(char *err, size_t errlen)
 	return rc;
 }
 
-int agent_evict_setup(int sock, char *err, size_t errlen)
+/* A page of our own, registered and never touched: dropping it makes a
+ * REMOVE event the instance recognises by its address. */
+static void make_marker(int uffd)
+{
+	void *m = raw_map(ps, PROT_READ | PROT_WRITE);
+
+	if (!m || usm_uffd_register(uffd, (uint64_t)m, ps, UFFDIO_REGISTER_MODE_MISSING)) {
+		agent_log("no layout marker: this process's pages will not be evicted");
+		if (m)
+			raw_unmap(m, ps);
+		return;
+	}
+	marker = m;
+	chan->marker = (uint64_t)m;
+}
+
+int agent_evict_setup(int sock, int uffd, char *err, size_t errlen)
 {
 	struct usm_msg_evict_setup s;
 	int fd = -1, rc;
@@ -159,6 +175,9 @@ int agent_evict_setup(int sock, char *err, size_t errlen)
 		rc = recv_devices(sock, s.ndevs, err, errlen);
 	if (!rc)
 		rc = make_stage(err, errlen);
+	/* Before the program changes anything: the count starts in step. */
+	if (!rc)
+		make_marker(uffd);
 	return rc;
 }
 
@@ -176,11 +195,14 @@ void agent_evict_layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen
 
 	if (!chan)
 		return;
+	if (!marker) {                  /* no count without a marker */
+		pthread_mutex_unlock(&evict_mu);
+		return;
+	}
 	c = &layout_ring[++layout_seq % LAYOUT_RING];
 	*c = (struct layout_change){ { a, b }, { a + alen, b + blen } };
 	/* After the call's own events: the instance counts this one. */
-	if (marker)
-		raw_syscall6(SYS_madvise, (long)marker, (long)ps, MADV_DONTNEED, 0, 0, 0);
+	raw_syscall6(SYS_madvise, (long)marker, (long)ps, MADV_DONTNEED, 0, 0, 0);
 	pthread_mutex_unlock(&evict_mu);
 }
 
@@ -190,6 +212,8 @@ static bool request_current(const struct usm_evict_req *r)
 {
 	uint32_t behind = layout_seq - r->seq;
 
+	if (!marker)
+		return false;            /* changes are not counted: trust none */
 	if (behind >= LAYOUT_RING)
 		return false;            /* too old to tell: ask again later */
 	for (uint32_t s = r->seq + 1; behind--; s++) {
@@ -201,23 +225,16 @@ static bool request_current(const struct usm_evict_req *r)
 	return true;
 }
 
-/* A page of our own, registered and never touched: dropping it makes a
- * REMOVE event the instance recognises by its address. */
-static void make_marker(void)
-{
-	void *m = raw_map(ps, PROT_READ | PROT_WRITE);
-
-	if (!m || usm_uffd_register(agent.uffd, (uint64_t)m, ps, UFFDIO_REGISTER_MODE_MISSING)) {
-		agent_log("no layout marker: pages near munmap/mremap calls will not be evicted");
-		if (m)
-			raw_unmap(m, ps);
-		return;
-	}
-	marker = m;
-	chan->marker = (uint64_t)m;
-}
-
 /* ---- moving pages out --------------------------------------------------- */
+
+/* Is staging slot dst holding a page?  (It is emptied after each batch.) */
+static bool staged(uint64_t dst)
+{
+	unsigned char in = 0;
+
+	return !raw_is_error(raw_syscall6(SYS_mincore, (long)dst, (long)ps, (long)&in, 0, 0, 0)) &&
+	       (in & 1);
+}
 
 /* Move one page into staging slot j.  A page shared with a fork child
  * (copy-on-write) cannot be moved until this process has its own copy:
@@ -231,6 +248,15 @@ static int move_one(uint64_t va, unsigned j)
 		__atomic_fetch_add((uint64_t *)va, 0, __ATOMIC_SEQ_CST);
 		rc = usm_uffd_move(stage_uffd, dst, va, ps, &done);
 	}
+	/*
+	 * The kernel can move the page and still answer -EEXIST (seen on
+	 * 6.18 with write-protected pages: it retries, finds the page it
+	 * just moved at the destination, and reports that).  The staging
+	 * slot was empty, so a page there is ours: trust the slot, not the
+	 * code, or the page's only copy would be emptied with the slot.
+	 */
+	if (rc && staged(dst))
+		rc = 0;
 	return rc;
 }
 
@@ -302,7 +328,6 @@ int agent_evict_start(void)
 {
 	if (!chan)
 		return 0;
-	make_marker();
 	return agent_spawn(evictor, NULL);
 }
 

@@ -90,3 +90,20 @@ for r in 1 2; do
 	assert_status 0 "$RC" "usm_dontneed round $r" "$T/dn$r.out" "$T/dn$r.out.err"
 	assert_grep "$T/dn$r.out" "^dontneed: OK [0-9]+ operations, 0 wrong pages$" "no page lost its last write (round $r)"
 done
+
+# The policies that ask for access information (clock, s3fifo) turn on
+# write tracking: pages are write-protected by PAGEMAP_SCAN while the agent
+# moves them out.  Random 8-byte updates, every page verified after.
+SW=$BUILD/bench/swapwork
+if [ -x "$SW" ]; then
+	for pol in clock s3fifo; do
+		run_limited 90 "$T/sw-$pol.out" "$USM" run --stats-json "$T/sw-$pol.json" -o "memory $BUDGET" \
+			-o "swapdev ${DEVICES[0]}" -o "swap_policy $pol" -- "$SW" gups --ws-mb $((BUDGET * 2)) --ops 600000
+		assert_status 0 "$RC" "swapwork gups under swap_policy $pol" "$T/sw-$pol.out" "$T/sw-$pol.out.err"
+		assert_grep "$T/sw-$pol.out" "verify=ok errors=0" "$pol: every word verified"
+		json_check "$T/sw-$pol.json" "d['swap']['access_scans'] > 0 and d['evicted'] > 0" \
+			"$pol: access scans ran while pages were evicted"
+	done
+else
+	log "no $SW: the access-tracking runs are skipped"
+fi
