@@ -111,6 +111,11 @@ int agent_spawn(void *(*fn)(void *), void *arg)
 	 * SIGSYS handler is undone when the handler returns. */
 	sigfillset(&all);
 	sigdelset(&all, SIGSYS);
+	/* In the in-process host SIGBUS is how a thread's faults are
+	 * served (libc's thread start-up may touch registered memory):
+	 * blocked, it would kill the process. */
+	if (agent.inline_mode)
+		sigdelset(&all, SIGBUS);
 	raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, KERNEL_SIGSET, 0, 0);
 	rc = pthread_create(&t, &attr, fn, arg);
 	raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, KERNEL_SIGSET, 0, 0);
