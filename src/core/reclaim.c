@@ -237,10 +237,32 @@ static uint64_t enforce_limits(struct usm_instance *inst, struct usm_process **p
 	return queued;
 }
 
+/* The frame counts belong to the policy lock; the reclaimer reads them
+ * between its rounds. */
+static uint64_t frames_free_now(struct usm_instance *inst)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&inst->lock);
+	n = usm_frames_free();
+	pthread_mutex_unlock(&inst->lock);
+	return n;
+}
+
+static unsigned budget_used_now(struct usm_instance *inst)
+{
+	unsigned pct;
+
+	pthread_mutex_lock(&inst->lock);
+	pct = usm_budget_used_pct();
+	pthread_mutex_unlock(&inst->lock);
+	return pct;
+}
+
 /* Frames to free now: up to the high watermark once below the low one. */
 static uint64_t frames_needed(struct usm_instance *inst, uint64_t inflight, bool *reclaiming)
 {
-	uint64_t free_now = usm_frames_free() + inflight;
+	uint64_t free_now = frames_free_now(inst) + inflight;
 
 	if (free_now < inst->wm_low)
 		*reclaiming = true;
@@ -263,7 +285,7 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 {
 	struct usm_process **procs;
 	size_t n = grab_processes(inst, &procs);
-	uint64_t before = usm_frames_free(), need, queued = 0;
+	uint64_t before = frames_free_now(inst), need, queued = 0, after;
 
 	*outstanding = collect_all(procs, n);
 	need = frames_needed(inst, *outstanding, reclaiming);
@@ -277,9 +299,10 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 		*outstanding += queued;
 	}
 	/* Nothing in flight, nothing chosen, and still short: stuck. */
+	after = frames_free_now(inst);
 	atomic_store(&inst->reclaim_stuck, need && !queued && !*outstanding &&
-		     usm_frames_free() < inst->wm_low);
-	if (usm_frames_free() > before || atomic_load(&inst->reclaim_stuck))
+		     after < inst->wm_low);
+	if (after > before || atomic_load(&inst->reclaim_stuck))
 		kick_workers(inst);
 	put_processes(procs, n);
 }
@@ -312,7 +335,7 @@ static void *reclaimer_main(void *arg)
 		/* What was written lately, for the policy's choice: it costs
 		 * the program minor faults, so only once memory is filling up
 		 * and only for a policy that asked (fifo never does). */
-		if (usm_now_ns() - last_scan > SCAN_NS && usm_budget_used_pct() >= SCAN_ABOVE_PCT &&
+		if (usm_now_ns() - last_scan > SCAN_NS && budget_used_now(inst) >= SCAN_ABOVE_PCT &&
 		    policy_asked(inst, &asked)) {
 			usm_access_scan(inst);
 			last_scan = usm_now_ns();
