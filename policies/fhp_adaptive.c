@@ -8,8 +8,14 @@
  * densely (sequential, strided or random but complete, it does not
  * matter) and the next fault maps the whole missing run of the region,
  * up to `max_pages` (default 512, 2 MiB).  Dense patterns so cost about
- * two faults per region, like a fixed 2 MiB window, and sparse ones one
- * small page each.
+ * two faults per region, and sparse ones one small page each.
+ *
+ * A sequential stream (the region just below is full: its first, middle
+ * and last pages are mapped) fills a fresh region on its first fault, so
+ * streams cost one fault per region, like a fixed 2 MiB window.  The
+ * check is three lookups, and a sparse pattern that maps one page per
+ * region never passes it.  It applies only while bloat is within its
+ * bound (`need` is 1).
  *
  * The bloat bound: the framework measures the pages mapped ahead that
  * were never touched (usm_process_bloat_pages).  While they exceed
@@ -107,15 +113,31 @@ static void bound_bloat(struct adaptive *a, struct usm_process *p)
 	}
 }
 
+/* Is the region of `pages` pages just below ev's region full (sampled)? */
+static bool follows_full_region(const struct usm_event *ev, unsigned pages)
+{
+	uint64_t span = (uint64_t)pages * usm_page_size();
+	uint64_t base = ev->vaddr & ~(span - 1);
+
+	if (base < span)
+		return false;
+	return usm_page_present(ev->origin, base - usm_page_size()) &&
+	       usm_page_present(ev->origin, base - span / 2) &&
+	       usm_page_present(ev->origin, base - span);
+}
+
 static int adaptive_alloc(struct usm_event *ev)
 {
 	struct adaptive *a = usm_process_priv(ev->origin);
-	unsigned want;
+	unsigned want = a ? a->min_pages : 1;
 
 	if (!a)                      /* no state: behave like first_fit */
 		return usm_resolve_window(ev, 1, &mapped);
 	bound_bloat(a, ev->origin);
-	want = usm_window_mapped(ev, a->max_pages) >= a->need ? a->max_pages : a->min_pages;
+	if (usm_window_mapped(ev, a->max_pages) >= a->need)
+		want = a->max_pages;
+	else if (a->need == 1 && a->max_pages > 1 && follows_full_region(ev, a->max_pages))
+		want = a->max_pages;  /* a stream: no bloat, fill ahead now */
 	return usm_resolve_window(ev, want, &mapped);
 }
 
