@@ -222,6 +222,18 @@ int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head
  */
 int usm_resolve_huge(struct usm_event *ev, struct usm_page **pages);
 
+/*
+ * Fault-ahead: after the fault's own window (usm_resolve_huge), also map
+ * the 2 MiB window at `base` as a huge page, before the faulting thread
+ * runs again.  For a stream this saves the faults, and each fault on a
+ * THP-eligible mapping costs a 2 MiB clear the kernel throws away before
+ * it asks userfaultfd.  Same conditions on the window as usm_resolve_huge;
+ * at most USM_AHEAD_MAX per fault.  Returns USM_OK, or USM_EINVAL (the
+ * frames are then still the caller's).
+ */
+#define USM_AHEAD_MAX 8
+int usm_resolve_huge_ahead(struct usm_event *ev, uint64_t base, struct usm_page **pages);
+
 /* How many pages of the aligned window of `want` pages around ev->vaddr
  * are mapped by USM already (a density signal for adaptive policies). */
 unsigned usm_window_mapped(const struct usm_event *ev, unsigned want);

@@ -15,6 +15,7 @@
 #include "mech/uffd.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -33,18 +34,22 @@ static int pool_fd = -1;
 static void *zeros;                /* 2 MiB read-only zeros, for fallbacks */
 
 /* Fill every empty slot with zeroed memory, as huge pages where the
- * kernel can (MADV_HUGEPAGE on the staging mapping). */
+ * kernel can (MADV_HUGEPAGE on the staging mapping).  Both refill
+ * threads and the in-process resolver fill slots: an empty slot is
+ * claimed (EMPTY -> TAKEN) before it is filled. */
 static void refill(void)
 {
 	for (uint32_t i = 0; i < pool->nslots; i++) {
-		uint32_t st = atomic_load(&pool->state[i]);
+		uint32_t empty = USM_SLOT_EMPTY;
 		long addr = (long)(pool->base + i * USM_POOL_SLOT_SIZE);
 
-		if (st != USM_SLOT_EMPTY)
+		if (!atomic_compare_exchange_strong(&pool->state[i], &empty, USM_SLOT_TAKEN))
 			continue;
 		if (raw_is_error(raw_syscall6(SYS_madvise, addr, (long)USM_POOL_SLOT_SIZE,
-					      MADV_POPULATE_WRITE, 0, 0, 0)))
+					      MADV_POPULATE_WRITE, 0, 0, 0))) {
+			atomic_store(&pool->state[i], USM_SLOT_EMPTY);
 			continue;
+		}
 		atomic_store(&pool->state[i], USM_SLOT_READY);
 	}
 }
@@ -62,17 +67,25 @@ static int take_ready(void)
 	return -1;
 }
 
-/* Fill one 2 MiB window the daemon asked for; the kernel wakes the
- * faulting thread when the page lands. */
-static void fill(uint64_t dst)
+static void slot_emptied(void)
+{
+	atomic_fetch_add(&pool->kick, 1);
+	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Fill one 2 MiB window the daemon asked for.  Unless held, the kernel
+ * wakes the faulting thread when the page lands. */
+static void fill(uint64_t dst, bool hold)
 {
 	int slot = take_ready();
 	uint64_t done = 0;
 
 	if (slot >= 0) {
-		int rc = usm_uffd_move(agent.uffd, dst, pool->base + slot * USM_POOL_SLOT_SIZE,
-				       USM_POOL_SLOT_SIZE, &done);
+		int rc = usm_uffd_move_mode(agent.uffd, dst,
+					    pool->base + slot * USM_POOL_SLOT_SIZE,
+					    USM_POOL_SLOT_SIZE, hold, &done);
 		atomic_store(&pool->state[slot], USM_SLOT_EMPTY);
+		slot_emptied();
 		if (!rc && done == USM_POOL_SLOT_SIZE) {
 			atomic_fetch_add(&pool->moved, 1);
 			return;
@@ -81,35 +94,61 @@ static void fill(uint64_t dst)
 	/* The rest as zeroed 4 KiB pages: the window must be mapped, its
 	 * frames are already counted. */
 	atomic_fetch_add(&pool->fallback, 1);
-	usm_uffd_copy(agent.uffd, dst + done, zeros, USM_POOL_SLOT_SIZE - done, &done);
-	usm_uffd_wake(agent.uffd, dst, USM_POOL_SLOT_SIZE);
+	usm_uffd_copy_mode(agent.uffd, dst + done, zeros, USM_POOL_SLOT_SIZE - done,
+			   UFFDIO_COPY_MODE_DONTWAKE, &done);
+	if (!hold)
+		usm_uffd_wake(agent.uffd, dst, USM_POOL_SLOT_SIZE);
 }
 
+/*
+ * Requests are served in order.  A held request (a window ahead of a
+ * fault, or the fault's own window with windows ahead) is moved without
+ * a wake-up; the next request that is not held wakes everything from the
+ * first held one on, so the faulting thread runs once its whole stream
+ * is in place instead of faulting again on each window.
+ */
 static void serve_requests(void)
 {
+	static uint64_t held_lo;
 	uint64_t tail = atomic_load(&pool->req_tail);
 
 	while (tail != atomic_load(&pool->req_head)) {
+		uint64_t r = pool->req[tail % USM_POOL_REQS];
+		uint64_t dst = r & ~USM_POOL_REQ_FLAGS;
+		bool hold = r & USM_POOL_REQ_HOLD;
+
 		if (atomic_load(&agent.state) == AGENT_ATTACHED)
-			fill(pool->req[tail % USM_POOL_REQS]);
+			fill(dst, hold);
+		if (hold && (!held_lo || dst < held_lo))
+			held_lo = dst;
+		if (!hold && held_lo) {
+			uint64_t lo = held_lo < dst ? held_lo : dst;
+			uint64_t hi = dst + USM_POOL_SLOT_SIZE;
+			usm_uffd_wake(agent.uffd, lo, hi - lo);
+			held_lo = 0;
+		}
 		atomic_store(&pool->req_tail, ++tail);
 	}
 }
 
+/* The first thread serves the daemon's requests and refills; the others
+ * only refill, so that zeroing huge pages uses more than one CPU. */
 static void *refiller(void *arg)
 {
-	(void)arg;
+	bool serves = arg != NULL;
+
 	for (;;) {
 		uint32_t seen = atomic_load(&pool->kick);
 
-		serve_requests();
+		if (serves)
+			serve_requests();
 		refill();
 		syscall(SYS_futex, &pool->kick, FUTEX_WAIT, seen, NULL, NULL, 0);
 	}
 	return NULL;
 }
 
-static int start_refiller(void)
+static int start_refiller(bool serves)
 {
 	pthread_attr_t attr;
 	pthread_t t;
@@ -127,7 +166,7 @@ static int start_refiller(void)
 	sigdelset(&all, SIGSYS);
 	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&t, &attr, refiller, NULL);
+	rc = pthread_create(&t, &attr, refiller, serves ? pool : NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return -rc;
@@ -170,12 +209,16 @@ int agent_pool_create(struct usm_thp_pool **out)
 	pool->nslots = USM_POOL_SLOTS;
 	pool->base = map_staging(USM_POOL_SLOTS);
 	zeros = raw_map(USM_POOL_SLOT_SIZE, PROT_READ);
-	if (!pool->base || !zeros || (rc = start_refiller()) < 0) {
+	if (!pool->base || !zeros || (rc = start_refiller(true)) < 0) {
 		munmap(hdr, 4096);
 		close(fd);
 		pool = NULL;
 		return -ENOMEM;
 	}
+	/* A second refill thread: a stream of huge-page faults needs zeroing
+	 * on more than one CPU to keep up with the kernel's own THP faults.
+	 * Without it the pool still works, only slower. */
+	(void)start_refiller(false);
 	pool_fd = fd;
 	*out = pool;
 	return fd;

@@ -27,21 +27,12 @@ static uint64_t page_mask(void)
 
 static uint64_t p_vma_lo(const struct usm_process *p);
 
-int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
-		unsigned n)
+/* Enter n taken frames in p's pagemap at vaddr, as mapped (lock held). */
+static int record_window(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,
+			 unsigned n)
 {
-	struct usm_worker *w = ev->framework;
 	uint64_t ps = usm_inst->cfg.page_size;
-	struct usm_process *p = ev->origin;
 
-	if (!w || ev->type != USM_EVENT_ALLOC || w->plan_n || n == 0 ||
-	    n > USM_MAX_BATCH || (vaddr & (ps - 1)) ||
-	    ev->vaddr < vaddr || ev->vaddr >= vaddr + (uint64_t)n * ps) {
-		usm_log(USM_LOG_ERROR, "usm_resolve: bad request (%u pages at 0x%llx for a "
-			"fault at 0x%llx)", n, (unsigned long long)vaddr,
-			(unsigned long long)ev->vaddr);
-		return USM_EINVAL;
-	}
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t va = vaddr + (uint64_t)i * ps;
 		struct usm_page *pg = pages[i];
@@ -62,21 +53,53 @@ int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
 				usm_pagemap_take(&p->pm, vaddr + (uint64_t)i * ps);
 			return USM_ENOMEM;
 		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct usm_page *pg = pages[i];
+
 		pg->state = USM_PAGE_MAPPED;
 		pg->proc = p;
 		pg->vaddr = vaddr + (uint64_t)i * ps;
 		pg->owner = usm_instance_policy_of(p);
-		w->plan[i] = pg;
 		usm_evict_track(pg);
 	}
-	w->plan_vaddr = vaddr;
-	w->plan_n = n;
 	usm_count(&p->c.frames_in_use, n);
 	usm_count(&usm_inst->c.frames_in_use, n);
 	usm_peak(&p->c.frames_peak, usm_read(&p->c.frames_in_use));
 	usm_peak(&usm_inst->c.frames_peak, usm_read(&usm_inst->c.frames_in_use));
+	return USM_OK;
+}
+
+int usm_resolve(struct usm_event *ev, uint64_t vaddr, struct usm_page **pages,
+		unsigned n)
+{
+	struct usm_worker *w = ev->framework;
+	uint64_t ps = usm_inst->cfg.page_size;
+	int rc;
+
+	if (!w || ev->type != USM_EVENT_ALLOC || w->plan_n || n == 0 ||
+	    n > USM_MAX_BATCH || (vaddr & (ps - 1)) ||
+	    ev->vaddr < vaddr || ev->vaddr >= vaddr + (uint64_t)n * ps) {
+		usm_log(USM_LOG_ERROR, "usm_resolve: bad request (%u pages at 0x%llx for a "
+			"fault at 0x%llx)", n, (unsigned long long)vaddr,
+			(unsigned long long)ev->vaddr);
+		return USM_EINVAL;
+	}
+	rc = record_window(ev->origin, vaddr, pages, n);
+	if (rc != USM_OK)
+		return rc;
+	memcpy(w->plan, pages, n * sizeof(*pages));
+	w->plan_vaddr = vaddr;
+	w->plan_n = n;
 	ev->paddr = w->plan[(ev->vaddr - vaddr) / ps]->frame;
 	return USM_OK;
+}
+
+/* Only usm_resolve_huge* (core/huge.c) use this. */
+int usm_resolve_record(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,
+		       unsigned n)
+{
+	return record_window(p, vaddr, pages, n);
 }
 
 struct usm_page *usm_page_lookup(const struct usm_process *p, uint64_t vaddr)
@@ -220,6 +243,76 @@ static void cold_ahead(struct usm_process *p, uint64_t from, uint64_t to, uint64
 		usm_mem_cold(p->pidfd, from, to - from, 0, 0);
 }
 
+static void count_huge_window(struct usm_process *p, uint64_t va)
+{
+	usm_trace_event(p, USM_TR_FAULT, va, USM_RESOLVE_MAX);
+	usm_count(&p->c.pages_mapped, USM_RESOLVE_MAX);
+	usm_count(&usm_inst->c.pages_mapped, USM_RESOLVE_MAX);
+}
+
+static void unplan_ahead(struct usm_worker *w, struct usm_process *p)
+{
+	uint64_t span = (uint64_t)USM_RESOLVE_MAX * usm_inst->cfg.page_size;
+
+	for (unsigned i = 0; i < w->nahead; i++)
+		unplan(p, w->ahead[i], w->ahead[i] + span);
+	w->nahead = 0;
+}
+
+/* A window ahead that cannot be had as a huge page: 4 KiB zero pages,
+ * what is refused (populated meanwhile, unmapped) goes back. */
+static void fill_ahead_small(struct usm_process *p, uint64_t va, uint64_t end, bool hold)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+
+	while (va < end) {
+		uint64_t done = 0;
+		int rc = usm_uffd_copy_mode(p->uffd, va, usm_inst->zero, end - va,
+					    hold ? UFFDIO_COPY_MODE_DONTWAKE : 0, &done);
+
+		usm_count(&p->c.pages_mapped, done / ps);
+		usm_count(&usm_inst->c.pages_mapped, done / ps);
+		va += done;
+		if (rc == 0)
+			return;
+		if (rc != -EEXIST) {
+			unplan(p, va, end);
+			return;
+		}
+		unplan(p, va, va + ps);
+		va += ps;
+	}
+}
+
+/*
+ * The windows the policy asked for ahead of the fault (usm_resolve_huge_
+ * ahead), in order.  In the daemon host the agent moves them and the last
+ * one wakes the faulting thread, held since its own window (see
+ * agent/thp_pool.c); in the process, this thread maps them before it
+ * returns to the program.
+ */
+static void map_ahead(struct usm_worker *w, struct usm_process *p, uint64_t fault_win)
+{
+	uint64_t span = (uint64_t)USM_RESOLVE_MAX * usm_inst->cfg.page_size;
+	unsigned n = w->nahead;
+
+	w->nahead = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t va = w->ahead[i];
+		bool hold = i + 1 < n;
+
+		if (usm_huge_move(p, va, hold)) {
+			count_huge_window(p, va);
+			continue;
+		}
+		fill_ahead_small(p, va, va + span, hold);
+		/* The held range must still be woken (the agent only wakes it
+		 * on a request that is not held). */
+		if (!hold && !p->inline_host)
+			usm_uffd_wake(p->uffd, fault_win, va + span - fault_win);
+	}
+}
+
 static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *p,
 				      uint64_t fault)
 {
@@ -236,14 +329,15 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 
 	if (w->plan_huge) {
 		w->plan_huge = false;
-		if (usm_huge_move(p, cur)) {
-			usm_trace_event(p, USM_TR_FAULT, cur, w->plan_n);
-			usm_count(&p->c.pages_mapped, w->plan_n);
-			usm_count(&usm_inst->c.pages_mapped, w->plan_n);
+		if (usm_huge_move(p, cur, w->nahead > 0)) {
+			count_huge_window(p, cur);
 			w->plan_n = 0;
+			map_ahead(w, p, cur);
 			return USM_FAULT_DONE;
 		}
-		/* No ready huge page: 4 KiB pages, as any window. */
+		/* No ready huge page: 4 KiB pages, as any window; the windows
+		 * ahead are given back (nothing holds the thread for them). */
+		unplan_ahead(w, p);
 	}
 
 	while (cur < end) {
@@ -355,12 +449,13 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 	/* Swapped out or in flight since we looked: retry as such. */
 	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING))
 		return USM_OOM_WAIT;
-	/* A fault on a page we think is mapped: the kernel dropped it
-	 * (MADV_FREE reclaimed, say).  Its frame is released and the fault
-	 * handled like any other. */
+	/* Mapped entries are handled before (fault_on_mapped); anything
+	 * else left at the address is released and the fault handled like
+	 * any other. */
 	usm_fault_drop_entry(p, ev->vaddr);
 	w->plan_n = 0;
 	w->plan_huge = false;
+	w->nahead = 0;
 	rc = pol->ops->usm_alloc(ev);
 	if (rc == USM_OK && w->plan_n)
 		return USM_OOM_RETRY;
@@ -391,6 +486,29 @@ enum usm_oom_action usm_fault_oom(struct usm_event *ev)
 	return pol->ops->usm_oom ? pol->ops->usm_oom(ev) : usm_oom_default(ev);
 }
 
+/*
+ * A fault at an address the pagemap holds as mapped.  Either the message
+ * is stale (another thread's window landed after the kernel queued it),
+ * or the kernel dropped the page (MADV_FREE reclaimed it).  One zero page
+ * tells which: EEXIST, it is there; mapped, it had been dropped and reads
+ * zero now, as it should.  The entry stays either way.
+ */
+static enum usm_fault_result fault_on_mapped(struct usm_process *p, uint64_t va)
+{
+	uint64_t ps = usm_inst->cfg.page_size, done = 0;
+	int rc = usm_uffd_copy(p->uffd, va, usm_inst->zero, ps, &done);
+
+	if (rc == -EAGAIN)
+		return USM_FAULT_RETRY;
+	if (rc == 0) {
+		usm_count(&p->c.pages_mapped, 1);
+		usm_count(&usm_inst->c.pages_mapped, 1);
+		return USM_FAULT_DONE;
+	}
+	usm_uffd_wake(p->uffd, va, ps);
+	return rc == -EEXIST ? USM_FAULT_DONE : USM_FAULT_FAILED;
+}
+
 enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
 					uint64_t addr, uint32_t flags, uint32_t tid)
 {
@@ -413,8 +531,14 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		pthread_mutex_unlock(&usm_inst->lock);
 		return USM_FAULT_RETRY;
 	}
-	v = p->chan ? usm_pagemap_get(&p->pm, ev.vaddr) : NULL;
-	if (v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {
+	v = usm_pagemap_get(&p->pm, ev.vaddr);
+	if (v && !usm_pm_is_swap(v) && v->state == USM_PAGE_MAPPED) {
+		bool pending = usm_huge_pending(p, ev.vaddr);
+
+		pthread_mutex_unlock(&usm_inst->lock);
+		return pending ? USM_FAULT_RETRY : fault_on_mapped(p, ev.vaddr);
+	}
+	if (p->chan && v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {
 		pthread_mutex_unlock(&usm_inst->lock);
 		int r = usm_swapin(w, p, &ev);
 		if (r >= 0)

@@ -11,6 +11,7 @@
 #include "mech/rawsys.h"
 #include "mech/uffd.h"
 
+#include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -24,26 +25,73 @@ void usm_process_want_huge(struct usm_process *p)
 	p->want_pool = true;
 }
 
+/* Is the 2 MiB window at base inside one mapping of p, and empty? */
+static bool window_fits(struct usm_process *p, uint64_t base)
+{
+	struct usm_event probe = { .origin = p, .vaddr = base };
+
+	if (usm_inst->cfg.page_size * USM_RESOLVE_MAX != HUGE)
+		return false;
+	if (!(base >= p->vma_lo && base + HUGE <= p->vma_hi) &&
+	    (p->maps_fd < 0 || usm_vma_query(p->maps_fd, base, &p->vma_lo, &p->vma_hi) ||
+	     base < p->vma_lo || base + HUGE > p->vma_hi))
+		return false;
+	return usm_window_mapped(&probe, USM_RESOLVE_MAX) == 0;
+}
+
 int usm_resolve_huge(struct usm_event *ev, struct usm_page **pages)
 {
-	struct usm_process *p = ev->origin;
 	struct usm_worker *w = ev->framework;
 	uint64_t base = ev->vaddr & ~(HUGE - 1);
 	int rc;
 
-	if (usm_inst->cfg.page_size * USM_RESOLVE_MAX != HUGE)
-		return USM_EINVAL;
-	/* The whole window inside one mapping, and nothing in it yet. */
-	if (!(base >= p->vma_lo && base + HUGE <= p->vma_hi) &&
-	    (p->maps_fd < 0 || usm_vma_query(p->maps_fd, ev->vaddr, &p->vma_lo, &p->vma_hi) ||
-	     base < p->vma_lo || base + HUGE > p->vma_hi))
-		return USM_EINVAL;
-	if (usm_window_mapped(ev, USM_RESOLVE_MAX))
+	if (!window_fits(ev->origin, base))
 		return USM_EINVAL;
 	rc = usm_resolve(ev, base, pages, USM_RESOLVE_MAX);
 	if (rc == USM_OK)
 		w->plan_huge = true;
 	return rc;
+}
+
+/* Room in the daemon host's request ring for the fault and its windows
+ * ahead (a full ring would turn them into 4 KiB copies). */
+static bool ring_has_room(const struct usm_process *p, unsigned more)
+{
+	const struct usm_thp_pool *pool = p->pool;
+
+	if (!pool || p->inline_host)
+		return true;
+	return atomic_load(&pool->req_head) - atomic_load(&pool->req_tail) + more + 1 <
+	       USM_POOL_REQS;
+}
+
+int usm_resolve_huge_ahead(struct usm_event *ev, uint64_t base, struct usm_page **pages)
+{
+	struct usm_worker *w = ev->framework;
+	struct usm_process *p = ev->origin;
+
+	if (!w || ev->type != USM_EVENT_ALLOC || !w->plan_huge || w->nahead >= USM_AHEAD_MAX ||
+	    (base & (HUGE - 1)) || !p->pool || !ring_has_room(p, w->nahead + 1) ||
+	    !window_fits(p, base))
+		return USM_EINVAL;
+	if (usm_resolve_record(p, base, pages, USM_RESOLVE_MAX) != USM_OK)
+		return USM_EINVAL;
+	w->ahead[w->nahead++] = base;
+	return USM_OK;
+}
+
+/* Daemon host: is a move to the window holding va queued for the agent? */
+bool usm_huge_pending(const struct usm_process *p, uint64_t va)
+{
+	const struct usm_thp_pool *pool = p->pool;
+	uint64_t base = va & ~(HUGE - 1);
+
+	if (!pool || p->inline_host)
+		return false;
+	for (uint64_t i = atomic_load(&pool->req_tail); i != atomic_load(&pool->req_head); i++)
+		if ((pool->req[i % USM_POOL_REQS] & ~USM_POOL_REQ_FLAGS) == base)
+			return true;
+	return false;
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -81,38 +129,39 @@ static void release_slot(struct usm_thp_pool *pool, int i)
 {
 	atomic_store(&pool->state[i], USM_SLOT_EMPTY);
 	atomic_fetch_add(&pool->kick, 1);
-	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, 1, NULL, NULL, 0);
+	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /*
  * Move a ready huge page to dst.  True if the whole window is mapped; on
  * false nothing or part was moved and the caller fills the rest.
  */
-/* Daemon host: the agent's thread moves the page (see struct usm_thp_pool). */
-static bool delegate(struct usm_process *p, uint64_t dst)
+/* Daemon host: the agent's thread moves the page (see struct usm_thp_pool);
+ * with hold it does not wake the range (a later request will). */
+static bool delegate(struct usm_process *p, uint64_t dst, bool hold)
 {
 	struct usm_thp_pool *pool = p->pool;
 	uint64_t head = atomic_load(&pool->req_head);
 
 	if (head - atomic_load(&pool->req_tail) >= USM_POOL_REQS)
 		return false;               /* queue full: fill it ourselves */
-	pool->req[head % USM_POOL_REQS] = dst;
+	pool->req[head % USM_POOL_REQS] = dst | (hold ? USM_POOL_REQ_HOLD : 0);
 	atomic_store(&pool->req_head, head + 1);
 	atomic_fetch_add(&pool->kick, 1);
-	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, 1, NULL, NULL, 0);
+	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	usm_count(&p->c.huge_pages, 1);
 	usm_count(&usm_inst->c.huge_pages, 1);
 	return true;
 }
 
-bool usm_huge_move(struct usm_process *p, uint64_t dst)
+bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold)
 {
 	struct usm_thp_pool *pool = p->pool;
 	uint64_t done = 0;
 	int slot, rc;
 
 	if (pool && !p->inline_host)
-		return delegate(p, dst);
+		return delegate(p, dst, hold);
 
 	if (!pool || (slot = take_slot(pool)) < 0) {
 		usm_log(USM_LOG_DEBUG, "pid %d: no ready 2 MiB page (%s)", p->pid,

@@ -16,8 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define LEASE_CHUNK   2048   /* frames asked for at a time (8 MiB) */
-#define LEASE_LOW     USM_MAX_BATCH
+/* Enough for the largest fault: a 2 MiB window and USM_AHEAD_MAX more. */
+#define LEASE_LOW     (USM_MAX_BATCH * (1 + USM_AHEAD_MAX))
+#define LEASE_CHUNK   LEASE_LOW    /* frames asked for at a time (18 MiB) */
 #define LEASE_HIGH    (4 * LEASE_CHUNK)
 #define NSLOTS        64     /* threads resolving faults at the same time */
 #define OOM_WAIT_NS   10000000

@@ -110,6 +110,8 @@ struct usm_worker {
 	uint64_t plan_vaddr;
 	unsigned plan_n;
 	bool plan_huge;                    /* usm_resolve_huge */
+	uint64_t ahead[USM_AHEAD_MAX];     /* usm_resolve_huge_ahead windows */
+	unsigned nahead;
 	struct usm_page *plan[USM_MAX_BATCH];
 	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
 };
@@ -219,7 +221,10 @@ void usm_drop_pending(struct usm_worker *w, struct usm_process *p);
 
 /* huge.c */
 enum usm_fault_result;
-bool usm_huge_move(struct usm_process *p, uint64_t dst);
+bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold);
+bool usm_huge_pending(const struct usm_process *p, uint64_t va);
+int usm_resolve_record(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,
+		       unsigned n);
 void usm_pool_attach(struct usm_process *p, int memfd);
 void usm_pool_detach(struct usm_process *p);
 

@@ -184,6 +184,9 @@ struct usm_msg_stats_reply {
 #define USM_POOL_SLOTS 4
 #define USM_POOL_SLOT_SIZE (2ull << 20)
 #define USM_POOL_REQS 64
+/* Low bits of a request (destinations are 2 MiB-aligned): */
+#define USM_POOL_REQ_HOLD  1ull   /* move without waking; a later request wakes */
+#define USM_POOL_REQ_FLAGS 1ull
 
 enum { USM_SLOT_EMPTY = 0, USM_SLOT_READY, USM_SLOT_TAKEN };
 

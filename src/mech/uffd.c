@@ -282,9 +282,22 @@ struct uffdio_move {
 #define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
 #endif
 
+#ifndef UFFDIO_MOVE_MODE_DONTWAKE
+#define UFFDIO_MOVE_MODE_DONTWAKE (1ull << 0)
+#endif
+
 int usm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t *done)
 {
-	struct uffdio_move m = { .dst = dst, .src = src, .len = len, .mode = 0 };
+	return usm_uffd_move_mode(fd, dst, src, len, false, done);
+}
+
+int usm_uffd_move_mode(int fd, uint64_t dst, uint64_t src, uint64_t len, bool dontwake,
+		       uint64_t *done)
+{
+	struct uffdio_move m = {
+		.dst = dst, .src = src, .len = len,
+		.mode = dontwake ? UFFDIO_MOVE_MODE_DONTWAKE : 0,
+	};
 	int rc = ioctl(fd, UFFDIO_MOVE, &m);
 
 	*done = m.move > 0 ? (uint64_t)m.move : 0;

@@ -9,6 +9,7 @@
 #ifndef USM_MECH_UFFD_H
 #define USM_MECH_UFFD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/userfaultfd.h>
@@ -109,5 +110,8 @@ int usm_mem_cold(int pidfd, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen
  * has no UFFDIO_MOVE, or it was not enabled).
  */
 int usm_uffd_move(int fd, uint64_t dst, uint64_t src, uint64_t len, uint64_t *done);
+/* The same; with dontwake the faulting threads stay asleep (usm_uffd_wake). */
+int usm_uffd_move_mode(int fd, uint64_t dst, uint64_t src, uint64_t len, bool dontwake,
+		       uint64_t *done);
 
 #endif /* USM_MECH_UFFD_H */
