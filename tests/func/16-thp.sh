@@ -1,8 +1,10 @@
 #!/bin/bash
 # Real 2 MiB pages (policy thp), in both hosts: PMD-mapped (AnonHugePages
 # as the kernel reports it), counted in the stats, zero-filled, correct
-# next to 4 KiB windows at the mapping's ends, and through fork.
-# timeout: 120
+# next to 4 KiB windows at the mapping's ends, and through fork; a
+# sequential stream mapped ahead (one fault for several 2 MiB windows),
+# and not with ahead=0; threads that fault into windows mapped ahead.
+# timeout: 180
 . "$(dirname "$0")/lib.sh"
 need_prog "$TOUCH"
 [ "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)" != "${THP_NEVER:-always madvise [never]}" ] ||
@@ -21,6 +23,18 @@ for host in "" --inline; do
 	ok "$what: the kernel reports $huge_kb kB of PMD-mapped anonymous memory"
 	json_check "$T/s.json" "proc($main, 'usm_touch')['huge_pages'] >= $MB // 2 * 9 // 10" \
 		"$what: stats count the 2 MiB pages ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['huge_pages']"))"
+	# 128 windows in a stream: about one fault per 9 windows once it runs
+	# (the program's own startup faults come on top).
+	json_check "$T/s.json" "proc($main, 'usm_touch')['faults'] <= $MB // 2 // 4 + 30" \
+		"$what: the stream is mapped ahead ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['faults']") faults)"
+	run_limited 60 "$T/out" "$USM" run $host -P thp -o 'set thp.ahead 0' --stats-json "$T/s.json" -- \
+		"${PIDWRAP[@]}" "$T/main.pid" "$TOUCH" $MB 1
+	assert_grep "$T/out" '^usm_touch: OK$' "$what: ahead 0: every page right"
+	main=$(cat "$T/main.pid")
+	json_check "$T/s.json" "proc($main, 'usm_touch')['faults'] >= $MB // 2" \
+		"$what: ahead 0: one fault per window ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['faults']"))"
+	run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TORTURE" --size-mb 64 threads
+	assert_status 0 "$RC" "$what: torture threads" "$T/out" "$T/out.err"
 	run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TOUCH" 9 3 5
 	assert_status 0 "$RC" "$what: unaligned 9 MiB, sparse" "$T/out" "$T/out.err"
 	assert_grep "$T/out" '^usm_touch: OK$' "$what: unaligned mapping, sparse touch right"
