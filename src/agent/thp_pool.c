@@ -67,12 +67,6 @@ static int take_ready(void)
 	return -1;
 }
 
-static void slot_emptied(void)
-{
-	atomic_fetch_add(&pool->kick, 1);
-	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
 /* Fill one 2 MiB window the daemon asked for.  Unless held, the kernel
  * wakes the faulting thread when the page lands. */
 static void fill(uint64_t dst, bool hold)
@@ -84,8 +78,7 @@ static void fill(uint64_t dst, bool hold)
 		int rc = usm_uffd_move_mode(agent.uffd, dst,
 					    pool->base + slot * USM_POOL_SLOT_SIZE,
 					    USM_POOL_SLOT_SIZE, hold, &done);
-		atomic_store(&pool->state[slot], USM_SLOT_EMPTY);
-		slot_emptied();
+		usm_pool_release_slot(pool, slot, done);
 		if (!rc && done == USM_POOL_SLOT_SIZE) {
 			atomic_fetch_add(&pool->moved, 1);
 			return;

@@ -125,13 +125,6 @@ static int take_slot(struct usm_thp_pool *pool)
 	}
 }
 
-static void release_slot(struct usm_thp_pool *pool, int i)
-{
-	atomic_store(&pool->state[i], USM_SLOT_EMPTY);
-	atomic_fetch_add(&pool->kick, 1);
-	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
 /*
  * Move a ready huge page to dst.  True if the whole window is mapped; on
  * false nothing or part was moved and the caller fills the rest.
@@ -169,7 +162,7 @@ bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold)
 		return false;
 	}
 	rc = usm_uffd_move(p->uffd, dst, pool->base + (uint64_t)slot * HUGE, HUGE, &done);
-	release_slot(pool, slot);
+	usm_pool_release_slot(pool, slot, done);
 	if (rc || done != HUGE) {
 		usm_log(USM_LOG_DEBUG, "pid %d: UFFDIO_MOVE to 0x%llx: %s (%llu bytes moved)",
 			p->pid, (unsigned long long)dst, strerror(-rc), (unsigned long long)done);

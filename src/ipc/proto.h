@@ -11,11 +11,14 @@
 #ifndef USM_IPC_PROTO_H
 #define USM_IPC_PROTO_H
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "mech/rawsys.h"
 #include "swap/swapdev.h"
 
 #define USM_PROTO_MAGIC   0x314d5355u   /* "USM1" */
@@ -201,6 +204,25 @@ struct usm_thp_pool {
 	uint64_t req[USM_POOL_REQS];      /* 2 MiB destinations to fill */
 	_Atomic uint64_t moved, fallback;
 };
+
+/*
+ * Give slot i back after a move of `moved` bytes out of it, and wake the
+ * refill threads.  If the move had to split the huge page (the
+ * destination's PMD held a page table: a window that had 4 KiB pages
+ * once), the slot is left with a page table of its own and every later
+ * fill of it would be 4 KiB pages.  MADV_DONTNEED frees an empty page
+ * table (CONFIG_PT_RECLAIM), and is one cheap walk when the PMD is empty.
+ * Both the agent and the in-process host release slots through this.
+ */
+static inline void usm_pool_release_slot(struct usm_thp_pool *pool, int i, uint64_t moved)
+{
+	if (moved)
+		raw_syscall6(SYS_madvise, (long)(pool->base + (uint64_t)i * USM_POOL_SLOT_SIZE),
+			     (long)USM_POOL_SLOT_SIZE, MADV_DONTNEED, 0, 0, 0);
+	atomic_store(&pool->state[i], USM_SLOT_EMPTY);
+	atomic_fetch_add(&pool->kick, 1);
+	raw_syscall6(SYS_futex, (long)&pool->kick, FUTEX_WAKE, INT_MAX, 0, 0, 0);
+}
 
 struct usm_msg_pool_ready {
 	struct usm_msg h;
