@@ -12,13 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 /* Enough for the largest fault: a 2 MiB window and USM_AHEAD_MAX more. */
 #define LEASE_LOW     (USM_MAX_BATCH * (1 + USM_AHEAD_MAX))
-#define LEASE_CHUNK   LEASE_LOW    /* frames asked for at a time (18 MiB) */
+#define LEASE_CHUNK   (2 * LEASE_LOW) /* frames asked for at a time (36 MiB) */
 #define LEASE_HIGH    (4 * LEASE_CHUNK)
 #define NSLOTS        64     /* threads resolving faults at the same time */
 #define OOM_WAIT_NS   10000000
@@ -67,13 +68,25 @@ static uint64_t frames_free_locked(void)
 	return n;
 }
 
-/* Enough frames for the largest resolve before calling the policy. */
+/*
+ * Enough frames for the largest resolve before calling the policy.  While
+ * another thread is asking the instance for more (a round trip), a thread
+ * that has enough for one 2 MiB window goes on instead of waiting; only
+ * one that has not waits, and it sleeps rather than spin on a CPU the
+ * others need.
+ */
 static void top_up(void)
 {
-	if (frames_free_locked() >= LEASE_LOW)
+	uint64_t n = frames_free_locked();
+
+	if (n >= LEASE_LOW)
 		return;
-	while (atomic_flag_test_and_set(&lease_lock))
-		;
+	while (atomic_flag_test_and_set(&lease_lock)) {
+		if (n >= USM_MAX_BATCH)
+			return;
+		sched_yield();
+		n = frames_free_locked();
+	}
 	if (frames_free_locked() < LEASE_LOW)
 		lease(LEASE_CHUNK);
 	atomic_flag_clear(&lease_lock);
