@@ -27,7 +27,7 @@
 
 #define USM_MAX_BATCH USM_RESOLVE_MAX  /* pages per resolve: 2 MiB */
 #define USM_HISTORY_MAX 256   /* exited processes kept for the stats */
-#define USM_BLOAT_SAMPLE 8    /* one mapped-ahead window in 8 is measured */
+#define USM_BLOAT_SAMPLE 32   /* one mapped-ahead window in 32 is measured */
 
 struct usm_worker;
 

@@ -11,12 +11,15 @@
  * zero-filled; with "touched", only the written pages are read back, so
  * the check itself touches nothing new).  Prints the pages touched and the process's AnonHugePages,
  * so tests can compare USM's counters with what was really used.
+ * USM_TOUCH_HOLD_MS=N keeps the process alive N ms after the check (for
+ * measurements USM samples, such as bloat).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PAGE 4096ul
 #define HUGE (2ul << 20)
@@ -89,5 +92,8 @@ int main(int argc, char **argv)
 	if (verify(p, pages, step, argc > 4 && !strcmp(argv[4], "touched")))
 		return 1;
 	printf("usm_touch: OK\n");
+	fflush(stdout);
+	if (getenv("USM_TOUCH_HOLD_MS"))
+		usleep((useconds_t)strtoul(getenv("USM_TOUCH_HOLD_MS"), NULL, 10) * 1000);
 	return 0;
 }
