@@ -6,8 +6,8 @@
  * (default 1): a process that touches one page per region pays nothing
  * extra.  Once a region has `need` pages mapped already, it is in use
  * densely (sequential, strided or random but complete, it does not
- * matter) and the next fault maps the whole missing run of the region,
- * up to `max_pages` (default 512, 2 MiB).  Dense patterns so cost about
+ * matter) and the next fault maps every missing page of the region
+ * (usm_resolve_fill), up to `max_pages` (default 512, 2 MiB).  Dense patterns so cost about
  * two faults per region, and sparse ones one small page each.
  *
  * A sequential stream (the region just below is full: its first, middle
@@ -135,8 +135,8 @@ static int adaptive_alloc(struct usm_event *ev)
 		return usm_resolve_window(ev, 1, &mapped);
 	bound_bloat(a, ev->origin);
 	if (usm_window_mapped(ev, a->max_pages) >= a->need)
-		want = a->max_pages;
-	else if (a->need == 1 && a->max_pages > 1 && follows_full_region(ev, a->max_pages))
+		return usm_resolve_fill(ev, a->max_pages, &mapped);
+	if (a->need == 1 && a->max_pages > 1 && follows_full_region(ev, a->max_pages))
 		want = a->max_pages;  /* a stream: no bloat, fill ahead now */
 	return usm_resolve_window(ev, want, &mapped);
 }

@@ -212,6 +212,15 @@ int usm_resolve(struct usm_event *ev, uint64_t vaddr,
 int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head *list);
 
 /*
+ * Like usm_resolve_window, and then every other missing run of the same
+ * aligned window too (up to USM_AHEAD_MAX more runs, as far as the budget
+ * goes), mapped before the faulting thread runs again: a window that is
+ * known to be wanted whole is filled in one fault, however its present
+ * pages split it.  Returns USM_OK or USM_ENOMEM (no frame at all).
+ */
+int usm_resolve_fill(struct usm_event *ev, unsigned want, struct usm_list_head *list);
+
+/*
  * Map the whole naturally aligned 2 MiB window around the fault as one
  * PMD-mapped huge page (pages[] holds USM_RESOLVE_MAX taken frames).  The
  * window must be entirely missing and inside one mapping.  When the

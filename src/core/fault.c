@@ -179,6 +179,57 @@ int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head
 	return USM_OK;
 }
 
+/* The next run of missing pages in [va, end) of p: its start, or end. */
+static uint64_t next_gap(const struct usm_process *p, uint64_t va, uint64_t end, uint64_t *run_end)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+
+	while (va < end && usm_pagemap_get(&p->pm, va))
+		va += ps;
+	*run_end = va;
+	while (*run_end < end && !usm_pagemap_get(&p->pm, *run_end))
+		*run_end += ps;
+	return va;
+}
+
+int usm_resolve_fill(struct usm_event *ev, unsigned want, struct usm_list_head *list)
+{
+	struct usm_worker *w = ev->framework;
+	struct usm_process *p = ev->origin;
+	struct usm_page *pages[USM_MAX_BATCH];
+	uint64_t ps = usm_inst->cfg.page_size, base, end, va, run_end;
+	int rc = usm_resolve_window(ev, want, list);
+
+	if (rc != USM_OK || w->plan_n < 1)
+		return rc;
+	if (want < 1 || want > USM_MAX_BATCH || (want & (want - 1)))
+		return USM_OK;
+	base = ev->vaddr & ~((uint64_t)want * ps - 1);
+	end = base + (uint64_t)want * ps;
+	if (ev->vaddr >= p->vma_lo && ev->vaddr < p->vma_hi) {
+		base = base < p->vma_lo ? p->vma_lo : base;
+		end = end > p->vma_hi ? p->vma_hi : end;
+	}
+	for (va = base; w->nextra < USM_AHEAD_MAX; va = run_end) {
+		unsigned n;
+
+		va = next_gap(p, va, end, &run_end);
+		n = (unsigned)((run_end - va) / ps);
+		if (!n || usm_frames_free() < n || usm_frames_take(ev, pages, n) != USM_OK)
+			break;
+		if (record_window(p, va, pages, n) != USM_OK) {
+			for (unsigned i = 0; i < n; i++)
+				usm_frame_put(pages[i]);
+			break;
+		}
+		for (unsigned i = 0; list && i < n; i++)
+			usm_list_add_tail(&pages[i]->list, list);
+		w->extra[w->nextra].vaddr = va;
+		w->extra[w->nextra++].n = n;
+	}
+	return USM_OK;
+}
+
 unsigned usm_window_mapped(const struct usm_event *ev, unsigned want)
 {
 	uint64_t ps = usm_inst->cfg.page_size;
@@ -281,6 +332,32 @@ static void fill_ahead_small(struct usm_process *p, uint64_t va, uint64_t end, b
 		}
 		unplan(p, va, va + ps);
 		va += ps;
+	}
+}
+
+/* The other runs of a usm_resolve_fill window, after the fault's own run
+ * (held and made cold like it when its bloat is being measured; [*first,
+ * *last) grows to what the final wake-up must cover). */
+static void map_extra(struct usm_worker *w, struct usm_process *p, bool ok, bool hold,
+		      uint64_t fault, uint64_t *first, uint64_t *last)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	unsigned n = w->nextra;
+
+	w->nextra = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t va = w->extra[i].vaddr, end = va + (uint64_t)w->extra[i].n * ps;
+
+		if (!ok) {
+			unplan(p, va, end);
+			continue;
+		}
+		*first = va < *first ? va : *first;
+		*last = end > *last ? end : *last;
+		usm_trace_event(p, USM_TR_FAULT, va, w->extra[i].n);
+		fill_ahead_small(p, va, end, hold);
+		if (hold)
+			cold_ahead(p, va, end, fault);
 	}
 }
 
@@ -395,6 +472,8 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 			break;
 		}
 	}
+	if (w->nextra)
+		map_extra(w, p, res == USM_FAULT_DONE, hold, fault, &first, &last);
 	if (hold)
 		usm_uffd_wake(p->uffd, first, last - first);
 	w->plan_n = 0;
@@ -456,6 +535,7 @@ static enum usm_oom_action plan_fault(struct usm_worker *w, struct usm_event *ev
 	w->plan_n = 0;
 	w->plan_huge = false;
 	w->nahead = 0;
+	w->nextra = 0;
 	rc = pol->ops->usm_alloc(ev);
 	if (rc == USM_OK && w->plan_n)
 		return USM_OOM_RETRY;

@@ -112,6 +112,8 @@ struct usm_worker {
 	bool plan_huge;                    /* usm_resolve_huge */
 	uint64_t ahead[USM_AHEAD_MAX];     /* usm_resolve_huge_ahead windows */
 	unsigned nahead;
+	struct { uint64_t vaddr; unsigned n; } extra[USM_AHEAD_MAX]; /* usm_resolve_fill */
+	unsigned nextra;
 	struct usm_page *plan[USM_MAX_BATCH];
 	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
 };

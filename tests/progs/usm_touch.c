@@ -12,7 +12,8 @@
  * the check itself touches nothing new).  Prints the pages touched and the process's AnonHugePages,
  * so tests can compare USM's counters with what was really used.
  * USM_TOUCH_HOLD_MS=N keeps the process alive N ms after the check (for
- * measurements USM samples, such as bloat).
+ * measurements USM samples, such as bloat); USM_TOUCH_RANDOM=1 writes the
+ * pages in a random (fixed-seed) order instead of ascending.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +60,45 @@ static int verify(const char *p, size_t pages, size_t step, int only_touched)
 	return 0;
 }
 
+static void write_page(char *p, size_t pg)
+{
+	uint64_t *w = (uint64_t *)(p + pg * PAGE);
+
+	for (size_t i = 0; i < PAGE / 8; i++)
+		w[i] = pattern(pg, i);
+}
+
+/* Write every step-th page, ascending or in a shuffled order; returns how
+ * many. */
+static size_t write_pages(char *p, size_t pages, size_t step, int random_order)
+{
+	size_t n = (pages + step - 1) / step;
+	size_t *order;
+
+	if (!random_order) {
+		for (size_t k = 0; k < n; k++)
+			write_page(p, k * step);
+		return n;
+	}
+	order = malloc(n * sizeof(*order));
+	if (!order) {
+		perror("usm_touch: malloc");
+		exit(1);
+	}
+	for (size_t k = 0; k < n; k++)
+		order[k] = k * step;
+	srandom(42);
+	for (size_t k = n - 1; k > 0; k--) {
+		size_t j = (size_t)random() % (k + 1), t = order[k];
+		order[k] = order[j];
+		order[j] = t;
+	}
+	for (size_t k = 0; k < n; k++)
+		write_page(p, order[k]);
+	free(order);
+	return n;
+}
+
 int main(int argc, char **argv)
 {
 	size_t mb, step, off, pages, touched = 0;
@@ -82,11 +122,7 @@ int main(int argc, char **argv)
 	if (p > raw)
 		munmap(raw, (size_t)(p - raw));
 	munmap(p + pages * PAGE, (size_t)(raw + pages * PAGE + 2 * HUGE - (p + pages * PAGE)));
-	for (size_t pg = 0; pg < pages; pg += step, touched++) {
-		uint64_t *w = (uint64_t *)(p + pg * PAGE);
-		for (size_t i = 0; i < PAGE / 8; i++)
-			w[i] = pattern(pg, i);
-	}
+	touched = write_pages(p, pages, step, getenv("USM_TOUCH_RANDOM") != NULL);
 	printf("usm_touch: touched %zu pages of %zu\n", touched, pages);
 	printf("usm_touch: AnonHugePages %ld kB\n", anon_huge_kb());
 	if (verify(p, pages, step, argc > 4 && !strcmp(argv[4], "touched")))
