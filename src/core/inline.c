@@ -21,6 +21,11 @@
 #define LEASE_LOW     (USM_MAX_BATCH * (1 + USM_AHEAD_MAX))
 #define LEASE_CHUNK   (2 * LEASE_LOW) /* frames asked for at a time (36 MiB) */
 #define LEASE_HIGH    (4 * LEASE_CHUNK)
+/* A process that asks again within LEASE_BURST_NS gets twice as much,
+ * up to LEASE_MAX: a round trip to the instance every 36 MiB held two
+ * threads faulting in 2 MiB pages back by about 10 %. */
+#define LEASE_BURST_NS 20000000ull
+#define LEASE_MAX     (8 * LEASE_CHUNK)
 #define NSLOTS        64     /* threads resolving faults at the same time */
 #define OOM_WAIT_NS   10000000
 
@@ -68,6 +73,20 @@ static uint64_t frames_free_locked(void)
 	return n;
 }
 
+/* How much to lease now (lease lock held). */
+static uint64_t next_chunk(void)
+{
+	static uint64_t chunk = LEASE_CHUNK, last_ns;
+	uint64_t now = usm_now_ns();
+
+	if (last_ns && now - last_ns < LEASE_BURST_NS)
+		chunk = chunk * 2 > LEASE_MAX ? LEASE_MAX : chunk * 2;
+	else
+		chunk = LEASE_CHUNK;
+	last_ns = now;
+	return chunk;
+}
+
 /*
  * Enough frames for the largest resolve before calling the policy.  While
  * another thread is asking the instance for more (a round trip), a thread
@@ -88,7 +107,7 @@ static void top_up(void)
 		n = frames_free_locked();
 	}
 	if (frames_free_locked() < LEASE_LOW)
-		lease(LEASE_CHUNK);
+		lease(next_chunk());
 	atomic_flag_clear(&lease_lock);
 }
 
