@@ -75,12 +75,17 @@ void agent_register(uint64_t start, uint64_t len)
 	if (agent.uffd >= 0)
 		usm_uffd_register(agent.uffd, start, len, agent.reg_mode);
 	unlock();
-	/* With 2 MiB pages in play the mapping must be THP-eligible: then a
-	 * fault leaves the PMD empty (the kernel's huge-page fault path asks
-	 * userfaultfd first) instead of hanging a page table there, and a
-	 * huge page can be moved in whole. */
+	/* With 2 MiB pages in play, a huge page can be moved in whole only
+	 * where the PMD is empty.  Daemon host: the mapping is made
+	 * THP-eligible, so that a fault leaves the PMD empty (the kernel's
+	 * huge-page fault path asks userfaultfd before it hangs a page table
+	 * there, but clears a 2 MiB page it then throws away).  In-process
+	 * host: it is made not eligible, so a fault costs a 4 KiB clear, and
+	 * the resolver frees the empty page table itself before the move
+	 * (core/huge.c), which the daemon cannot do from outside. */
 	if (agent.want_pool)
-		raw_syscall6(SYS_madvise, (long)start, (long)len, MADV_HUGEPAGE, 0, 0, 0);
+		raw_syscall6(SYS_madvise, (long)start, (long)len,
+			     agent.inline_mode ? MADV_NOHUGEPAGE : MADV_HUGEPAGE, 0, 0, 0);
 }
 
 static int unregister_entry(const struct maps_entry *e, void *arg)

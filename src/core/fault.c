@@ -305,8 +305,10 @@ static void unplan_ahead(struct usm_worker *w, struct usm_process *p)
 {
 	uint64_t span = (uint64_t)USM_RESOLVE_MAX * usm_inst->cfg.page_size;
 
-	for (unsigned i = 0; i < w->nahead; i++)
+	for (unsigned i = 0; i < w->nahead; i++) {
 		unplan(p, w->ahead[i], w->ahead[i] + span);
+		usm_huge_done(p, w->ahead[i]);
+	}
 	w->nahead = 0;
 }
 
@@ -380,9 +382,11 @@ static void map_ahead(struct usm_worker *w, struct usm_process *p, uint64_t faul
 
 		if (usm_huge_move(p, va, hold)) {
 			count_huge_window(p, va);
+			usm_huge_done(p, va);
 			continue;
 		}
 		fill_ahead_small(p, va, va + span, hold);
+		usm_huge_done(p, va);
 		/* The held range must still be woken (the agent only wakes it
 		 * on a request that is not held). */
 		if (!hold && !p->inline_host)
@@ -403,12 +407,15 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 	 * only afterwards. */
 	bool hold = p->track_bloat && w->plan_n > 1 && !w->plan_huge &&
 		    p->bloat_tick++ % USM_BLOAT_SAMPLE == 0;
+	bool huge = false;
 
 	if (w->plan_huge) {
 		w->plan_huge = false;
+		huge = true;
 		if (usm_huge_move(p, cur, w->nahead > 0)) {
 			count_huge_window(p, cur);
 			w->plan_n = 0;
+			usm_huge_done(p, cur);
 			map_ahead(w, p, cur);
 			return USM_FAULT_DONE;
 		}
@@ -476,6 +483,8 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 		map_extra(w, p, res == USM_FAULT_DONE, hold, fault, &first, &last);
 	if (hold)
 		usm_uffd_wake(p->uffd, first, last - first);
+	if (huge)
+		usm_huge_done(p, w->plan_vaddr);
 	w->plan_n = 0;
 	return res;
 }

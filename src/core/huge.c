@@ -39,17 +39,48 @@ static bool window_fits(struct usm_process *p, uint64_t base)
 	return usm_window_mapped(&probe, USM_RESOLVE_MAX) == 0;
 }
 
+/* In-process host: mark the window at base busy until it is moved in;
+ * false when the table is full (then it is not planned as huge). */
+static bool mark_busy(struct usm_process *p, uint64_t base)
+{
+	size_t n = sizeof(p->huge_busy) / sizeof(p->huge_busy[0]);
+
+	if (!p->inline_host)
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t free_ = 0;
+		if (atomic_compare_exchange_strong(&p->huge_busy[i], &free_, base))
+			return true;
+	}
+	return false;
+}
+
+void usm_huge_done(struct usm_process *p, uint64_t base)
+{
+	size_t n = sizeof(p->huge_busy) / sizeof(p->huge_busy[0]);
+
+	if (!p->inline_host)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t b = base;
+		if (atomic_compare_exchange_strong(&p->huge_busy[i], &b, 0))
+			return;
+	}
+}
+
 int usm_resolve_huge(struct usm_event *ev, struct usm_page **pages)
 {
 	struct usm_worker *w = ev->framework;
 	uint64_t base = ev->vaddr & ~(HUGE - 1);
 	int rc;
 
-	if (!window_fits(ev->origin, base))
+	if (!window_fits(ev->origin, base) || !mark_busy(ev->origin, base))
 		return USM_EINVAL;
 	rc = usm_resolve(ev, base, pages, USM_RESOLVE_MAX);
 	if (rc == USM_OK)
 		w->plan_huge = true;
+	else
+		usm_huge_done(ev->origin, base);
 	return rc;
 }
 
@@ -72,21 +103,30 @@ int usm_resolve_huge_ahead(struct usm_event *ev, uint64_t base, struct usm_page 
 
 	if (!w || ev->type != USM_EVENT_ALLOC || !w->plan_huge || w->nahead >= USM_AHEAD_MAX ||
 	    (base & (HUGE - 1)) || !p->pool || !ring_has_room(p, w->nahead + 1) ||
-	    !window_fits(p, base))
+	    !window_fits(p, base) || !mark_busy(p, base))
 		return USM_EINVAL;
-	if (usm_resolve_record(p, base, pages, USM_RESOLVE_MAX) != USM_OK)
+	if (usm_resolve_record(p, base, pages, USM_RESOLVE_MAX) != USM_OK) {
+		usm_huge_done(p, base);
 		return USM_EINVAL;
+	}
 	w->ahead[w->nahead++] = base;
 	return USM_OK;
 }
 
-/* Daemon host: is a move to the window holding va queued for the agent? */
-bool usm_huge_pending(const struct usm_process *p, uint64_t va)
+/* Is a move to the window holding va still to come?  Daemon host: queued
+ * for the agent; in-process host: planned by another thread. */
+bool usm_huge_pending(struct usm_process *p, uint64_t va)
 {
 	const struct usm_thp_pool *pool = p->pool;
 	uint64_t base = va & ~(HUGE - 1);
 
-	if (!pool || p->inline_host)
+	if (p->inline_host) {
+		for (size_t i = 0; i < sizeof(p->huge_busy) / sizeof(p->huge_busy[0]); i++)
+			if (atomic_load(&p->huge_busy[i]) == base)
+				return true;
+		return false;
+	}
+	if (!pool)
 		return false;
 	for (uint64_t i = atomic_load(&pool->req_tail); i != atomic_load(&pool->req_head); i++)
 		if ((pool->req[i % USM_POOL_REQS] & ~USM_POOL_REQ_FLAGS) == base)
@@ -126,6 +166,28 @@ static int take_slot(struct usm_thp_pool *pool)
 }
 
 /*
+ * In-process host: the fault that brought us here went through the
+ * kernel's 4 KiB path (the mapping is not THP-eligible, see
+ * agent_register) and left an empty page table under the window, and a
+ * move onto a page table would split the huge page.  MADV_DONTNEED frees
+ * an empty page table (CONFIG_PT_RECLAIM); the window must be really
+ * empty, which mincore checks (a fault into it meanwhile waits for us:
+ * usm_huge_pending).  No userfaultfd event: the in-process host asks for
+ * none.
+ */
+static void free_page_table(uint64_t dst)
+{
+	unsigned char vec[USM_RESOLVE_MAX];
+
+	if (raw_is_error(raw_syscall6(SYS_mincore, (long)dst, (long)HUGE, (long)vec, 0, 0, 0)))
+		return;
+	for (unsigned i = 0; i < USM_RESOLVE_MAX; i++)
+		if (vec[i] & 1)
+			return;
+	raw_syscall6(SYS_madvise, (long)dst, (long)HUGE, MADV_DONTNEED, 0, 0, 0);
+}
+
+/*
  * Move a ready huge page to dst.  True if the whole window is mapped; on
  * false nothing or part was moved and the caller fills the rest.
  */
@@ -161,6 +223,7 @@ bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold)
 			pool ? "pool empty" : "no pool");
 		return false;
 	}
+	free_page_table(dst);
 	rc = usm_uffd_move(p->uffd, dst, pool->base + (uint64_t)slot * HUGE, HUGE, &done);
 	usm_pool_release_slot(pool, slot, done);
 	if (rc || done != HUGE) {

@@ -28,6 +28,7 @@
 #define LEASE_MAX     (8 * LEASE_CHUNK)
 #define NSLOTS        64     /* threads resolving faults at the same time */
 #define OOM_WAIT_NS   10000000
+#define RETRY_FIRST_NS 20000
 
 void usm_log_set_tag(const char *t);
 
@@ -136,13 +137,14 @@ static int inline_fault(uint64_t addr, unsigned write)
 	enum usm_fault_result r;
 
 	usm_count(&self->c.faults, 1);
-	for (;;) {
+	for (long wait = RETRY_FIRST_NS;; wait = wait * 2 > OOM_WAIT_NS ? OOM_WAIT_NS : wait * 2) {
 		top_up();
 		r = usm_fault_resolve(w, self, addr, write ? USM_FAULT_WRITE : 0, 0);
 		if (r != USM_FAULT_RETRY)
 			break;
-		/* No frame: the instance is deciding (oom wait/kill). */
-		pause_ns(OOM_WAIT_NS);
+		/* Another thread is moving a 2 MiB page here (short), or no
+		 * frame: the instance is deciding (oom wait/kill). */
+		pause_ns(wait);
 	}
 	drop_slot(w);
 	if (r == USM_FAULT_FAILED)

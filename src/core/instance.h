@@ -58,6 +58,9 @@ struct usm_process {
 	unsigned bloat_tick;              /* which windows are sampled */
 	bool want_pool;                   /* usm_process_want_huge() */
 	struct usm_thp_pool *pool;        /* its 2 MiB page pool, once ready */
+	/* In-process host: 2 MiB windows planned and not yet moved in (a
+	 * fault there waits; see usm_huge_pending).  0: a free entry. */
+	_Atomic uint64_t huge_busy[2 * (1 + USM_AHEAD_MAX)];
 	_Atomic uint64_t bloat_pages;     /* last sample */
 	bool killed;                      /* OOM sent SIGKILL */
 	bool warned_oom;
@@ -224,7 +227,8 @@ void usm_drop_pending(struct usm_worker *w, struct usm_process *p);
 /* huge.c */
 enum usm_fault_result;
 bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold);
-bool usm_huge_pending(const struct usm_process *p, uint64_t va);
+bool usm_huge_pending(struct usm_process *p, uint64_t va);
+void usm_huge_done(struct usm_process *p, uint64_t base);
 int usm_resolve_record(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,
 		       unsigned n);
 void usm_pool_attach(struct usm_process *p, int memfd);
