@@ -10,29 +10,19 @@
  * are passed over without touching their access information.  A frame is
  * mapped "referenced", so a new page survives the hand's first pass.
  *
- * Swap-in prefetch: `set clock.prefetch N` (a power of two, default 1)
- * pages, the aligned group around the fault.
+ * Swap-in prefetch: `set clock.prefetch N` (a power of two) pages, the
+ * aligned group around the fault, or `auto` (the default), readahead that
+ * follows sequential streams (usm_swap_readahead).
  */
 #include <usm/usm.h>
 
 static USM_LIST_HEAD(ring);
 static uint64_t nring;
-static unsigned prefetch = 1;
+static struct usm_prefetch prefetch;
 
 static int clock_init(void)
 {
-	int err;
-	long long n = usm_config_get_int("clock.prefetch", 1, &err);
-
-	if (err)            /* usm_config_get_int said what is wrong */
-		return USM_EINVAL;
-	if (n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
-		usm_log(USM_LOG_ERROR, "set clock.prefetch: expected a power of two "
-			"from 1 to %d, got '%s'", USM_RESOLVE_MAX, usm_config_get("clock.prefetch"));
-		return USM_EINVAL;
-	}
-	prefetch = (unsigned)n;
-	return USM_OK;
+	return usm_prefetch_init(&prefetch, "clock");
 }
 
 static void clock_exit(void)
@@ -75,8 +65,7 @@ static unsigned clock_evict(struct usm_page **out, unsigned want)
 
 static unsigned clock_swap_in(struct usm_event *ev)
 {
-	(void)ev;
-	return prefetch;
+	return usm_prefetch_pages(&prefetch, ev);
 }
 
 static const struct usm_swap_policy_ops clock_ops = {

@@ -4,28 +4,18 @@
  *
  * Pages leave memory in the order they arrived, whatever their use: the
  * cheapest policy to run and the baseline the others are measured
- * against.  Swap-in brings back `set fifo.prefetch N` pages around the
- * fault (an aligned group of N, a power of two, default 1).
+ * against.  Swap-in prefetch: `set fifo.prefetch N` pages around the
+ * fault (an aligned group of N, a power of two), or `auto` (the default),
+ * readahead that follows sequential streams (usm_swap_readahead).
  */
 #include <usm/usm.h>
 
 static USM_LIST_HEAD(queue);
-static unsigned prefetch = 1;
+static struct usm_prefetch prefetch;
 
 static int fifo_init(void)
 {
-	int err = 0;
-	long long n = usm_config_get_int("fifo.prefetch", 1, &err);
-
-	if (err)            /* usm_config_get_int said what is wrong */
-		return USM_EINVAL;
-	if (n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
-		usm_log(USM_LOG_ERROR, "set fifo.prefetch: expected a power of two "
-			"from 1 to %d, got '%s'", USM_RESOLVE_MAX, usm_config_get("fifo.prefetch"));
-		return USM_EINVAL;
-	}
-	prefetch = (unsigned)n;
-	return USM_OK;
+	return usm_prefetch_init(&prefetch, "fifo");
 }
 
 static void fifo_mapped(struct usm_page *pg)
@@ -52,8 +42,7 @@ static unsigned fifo_evict(struct usm_page **out, unsigned want)
 
 static unsigned fifo_swap(struct usm_event *ev)
 {
-	(void)ev;
-	return prefetch;
+	return usm_prefetch_pages(&prefetch, ev);
 }
 
 static const struct usm_swap_policy_ops fifo_ops = {

@@ -27,7 +27,8 @@
  * that can never count again (further back than the whole budget), which
  * keeps membership independent of when the table happens to be rebuilt.
  *
- * Swap-in prefetch: `set s3fifo.prefetch N` (a power of two, default 1).
+ * Swap-in prefetch: `set s3fifo.prefetch N` (a power of two) or `auto`
+ * (the default: readahead that follows sequential streams).
  */
 #include <usm/usm.h>
 
@@ -41,7 +42,7 @@
 static USM_LIST_HEAD(small);
 static USM_LIST_HEAD(main_q);
 static uint64_t nsmall, nmain;
-static unsigned prefetch = 1;
+static struct usm_prefetch prefetch;
 
 struct ghost_slot {
 	uint64_t key;     /* 0: empty */
@@ -249,18 +250,7 @@ static unsigned s3_evict(struct usm_page **out, unsigned want)
 
 static int s3_init(void)
 {
-	int err;
-	long long n = usm_config_get_int("s3fifo.prefetch", 1, &err);
-
-	if (err)            /* usm_config_get_int said what is wrong */
-		return USM_EINVAL;
-	if (n < 1 || n > USM_RESOLVE_MAX || (n & (n - 1))) {
-		usm_log(USM_LOG_ERROR, "set s3fifo.prefetch: expected a power of two "
-			"from 1 to %d, got '%s'", USM_RESOLVE_MAX, usm_config_get("s3fifo.prefetch"));
-		return USM_EINVAL;
-	}
-	prefetch = (unsigned)n;
-	return USM_OK;
+	return usm_prefetch_init(&prefetch, "s3fifo");
 }
 
 static void s3_exit(void)
@@ -275,8 +265,7 @@ static void s3_exit(void)
 
 static unsigned s3_swap_in(struct usm_event *ev)
 {
-	(void)ev;
-	return prefetch;
+	return usm_prefetch_pages(&prefetch, ev);
 }
 
 static const struct usm_swap_policy_ops s3fifo_ops = {

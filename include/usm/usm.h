@@ -357,6 +357,30 @@ struct usm_swap_policy_ops {
 };
 
 /*
+ * Swap-in prefetch, for a policy's usm_swap.
+ *
+ * usm_swap_readahead(ev, max) reads ahead like a kernel: a swap-in that
+ * continues one of the process's recent forward streams (at or just past
+ * the end of the group that stream last brought back) doubles the
+ * stream's group, up to max (a power of two); any other swap-in starts a
+ * new stream and gets 1.  Random access thus costs nothing extra and a
+ * sequential scan soon comes back max pages per fault.
+ *
+ * usm_prefetch_init/usm_prefetch_pages give a policy the standard knobs:
+ * `set <policy>.prefetch N` (a fixed group of N, a power of two) or
+ * `auto` (the default: usm_swap_readahead), and `set
+ * <policy>.readahead_max N` (default 64).  usm_prefetch_init logs what is
+ * wrong and returns USM_EINVAL on a bad value.
+ */
+struct usm_prefetch {
+	unsigned fixed;    /* 0: readahead */
+	unsigned max;
+};
+unsigned usm_swap_readahead(struct usm_event *ev, unsigned max);
+int      usm_prefetch_init(struct usm_prefetch *pf, const char *policy);
+unsigned usm_prefetch_pages(const struct usm_prefetch *pf, struct usm_event *ev);
+
+/*
  * Access information for eviction: was pg's page used since the last call
  * for it?  Clears the answer.  The framework learns it off the fault path:
  * on a stock kernel it sees writes (PAGEMAP_SCAN), not reads, and a frame

@@ -27,7 +27,7 @@ static int usage(FILE *f)
 		"  daemon [-i NAME] [-c FILE] [-p PLUGIN.so]... [-o LINE]...   run an instance\n"
 		"  stop [-i NAME]             stop an instance (its processes continue unmanaged)\n"
 		"  policies                   list the built-in allocation and eviction policies\n"
-		"  sim --trace FILE --memory SIZE --policy NAME [--prefetch N] [--plugin X.so]...\n"
+		"  sim --trace FILE --memory SIZE --policy NAME [--prefetch N|auto] [--plugin X.so]...\n"
 		"                             replay a recorded trace through an eviction policy\n"
 		"                             and FIFO, LRU, CLOCK and the optimum (no kernel)\n");
 	return f == stderr ? 2 : 0;

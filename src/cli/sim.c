@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * usm sim --trace T --memory M --policy P [--prefetch N] [--plugin X.so]...
+ * usm sim --trace T --memory M --policy P [--prefetch N|auto] [--plugin X.so]...
  *         [-o LINE]...
  *
  * Replays a recorded trace (core/trace.c) with M of memory through the
@@ -75,7 +75,7 @@ struct sim_run {
 static int sim_usage(void)
 {
 	fprintf(stderr,
-		"usage: usm sim --trace FILE --memory SIZE --policy NAME [--prefetch N]\n"
+		"usage: usm sim --trace FILE --memory SIZE --policy NAME [--prefetch N|auto]\n"
 		"               [--plugin FILE.so]... [-o LINE]...\n"
 		"  SIZE: MiB (64), a size with K/M/G (512K, 1G), or pages (1000p)\n");
 	return 2;
@@ -167,8 +167,11 @@ static int check_prefetch(const char *s)
 	char *end;
 	long v = strtol(s, &end, 10);
 
+	if (!strcmp(s, "auto"))
+		return 0;
 	if (end == s || *end || v < 1 || v > USM_RESOLVE_MAX || (v & (v - 1))) {
-		fprintf(stderr, "usm sim: --prefetch wants a power of two from 1 to %d, got '%s'\n",
+		fprintf(stderr, "usm sim: --prefetch wants 'auto' or a power of two from 1 to %d, "
+			"got '%s'\n",
 			USM_RESOLVE_MAX, s);
 		return 2;
 	}

@@ -39,6 +39,14 @@ struct usm_watch {
 	struct usm_process *proc;
 };
 
+/* A swap-in stream (core/readahead.c). */
+#define USM_RA_STREAMS 8
+struct usm_ra_stream {
+	uint64_t next;       /* end of the group it last brought back */
+	uint32_t win;        /* that group's size in pages; 0: unused */
+	uint32_t used;       /* p->ra_clock when it was last continued */
+};
+
 struct usm_process {
 	pid_t pid;
 	char comm[16];
@@ -77,6 +85,8 @@ struct usm_process {
 	uint64_t *swap_free;              /* free swap-table entries (stack) */
 	uint64_t nswap_free, swap_next;
 	uint32_t layout_seen;             /* the agent's layout markers processed */
+	struct usm_ra_stream ra[USM_RA_STREAMS];   /* swap-in readahead */
+	uint32_t ra_clock;
 	uint64_t limit_frames;            /* `limit`, 0: none */
 	uint64_t limit_cursor;            /* where the limit's victims were taken */
 	_Atomic bool limit_stuck;         /* at its limit, nothing evictable */

@@ -230,7 +230,7 @@ for kr in 8:10 16:20; do
 	refs=$((R * (K + 1)))
 	opt=$((K + 1 + (refs - 1 - K) / K))
 	for pol in clock s3fifo; do
-		sim "$T/cyc.out" --trace "$T/cyc.trace" --memory "${K}p" --policy "$pol"
+		sim "$T/cyc.out" --trace "$T/cyc.trace" --memory "${K}p" --policy "$pol" --prefetch 1
 		assert_grep_fixed "$T/cyc.out" "references $refs, frees 0" "cyclic K=$K: $refs references"
 		assert_grep_fixed "$T/cyc.out" "memory     $K pages" "cyclic K=$K: memory in pages"
 		for alg in FIFO LRU CLOCK; do
@@ -240,18 +240,18 @@ for kr in 8:10 16:20; do
 		assert_eq "$opt" "$(faults OPT "$T/cyc.out")" "cyclic K=$K R=$R: OPT faults"
 		assert_eq "$(pct "$opt" "$refs")" "$(ratio OPT "$T/cyc.out")" "cyclic K=$K: OPT miss ratio"
 	done
-	sim "$T/cyc.out" --trace "$T/cyc.trace" --memory "${K}p" --policy clock
+	sim "$T/cyc.out" --trace "$T/cyc.trace" --memory "${K}p" --policy clock --prefetch 1
 	assert_eq "$refs" "$(faults clock "$T/cyc.out")" "cyclic K=$K: the clock policy misses every time"
 done
 # 16 pages = 64K: the same with a size
-sim "$T/cyc.out" --trace "$T/cyc.trace" --memory 64K --policy clock
+sim "$T/cyc.out" --trace "$T/cyc.trace" --memory 64K --policy clock --prefetch 1
 assert_eq "$opt" "$(faults OPT "$T/cyc.out")" "--memory 64K is 16 pages"
 
 # ---- scan resistance ----------------------------------------------------------
 
 # hot set of 10 pages touched 3 times, then 30 new pages, 5 rounds; 20 frames
 "$PY" "$GEN" hotscan "$T/hs.trace" 10 3 30 5
-sim "$T/hs.out" --trace "$T/hs.trace" --memory 20p --policy s3fifo
+sim "$T/hs.out" --trace "$T/hs.trace" --memory 20p --policy s3fifo --prefetch 1
 assert_eq 300 "$(awk '$1 == "references" { print $2 }' "$T/hs.out" | tr -d ,)" "hot/scan: 300 references"
 for alg in FIFO LRU CLOCK; do
 	assert_eq 200 "$(faults $alg "$T/hs.out")" "hot/scan: $alg loses the hot set every round"
@@ -266,8 +266,14 @@ assert_grep_fixed "$T/hs.out" "s3fifo: 140 evictions, 0 swap-ins" "hot/scan: s3f
 # 64 pages written, then read again (swap-ins), with 16 frames
 "$PY" "$GEN" seq "$T/seq.trace" 64 2
 for pol in clock s3fifo; do
-	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol"
+	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol" --prefetch 1
 	assert_eq 128 "$(faults $pol "$T/seq.out")" "sequential, $pol, no prefetch: every page misses"
+	# auto (the default): readahead grows the groups along the stream,
+	# 1, 2, 4, 8 and then 16 (as many as the memory holds) per swap-in
+	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol"
+	assert_eq 72 "$(faults $pol "$T/seq.out")" "sequential, $pol, prefetch auto: 64 + 8 misses"
+	assert_grep_fixed "$T/seq.out" "$pol: 112 evictions, 8 swap-ins, 56 pages prefetched, 56 of them used" \
+		"sequential, $pol, prefetch auto: every prefetched page used"
 	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol" --prefetch 4
 	assert_eq 80 "$(faults $pol "$T/seq.out")" "sequential, $pol, prefetch 4: one miss per group of 4 on the second pass"
 	assert_grep_fixed "$T/seq.out" "$pol: 112 evictions, 16 swap-ins, 48 pages prefetched, 48 of them used" \
@@ -283,7 +289,7 @@ assert_eq 72 "$(faults clock "$T/seq.out")" "set clock.prefetch 8: 64 + 64/8 mis
 for case in 1:3000:24 2:4000:60 3:2000:7; do
 	IFS=: read -r seed nrec frames <<<"$case"
 	"$PY" "$GEN" random "$T/rnd.trace" "$seed" "$nrec" "$frames" >"$T/rnd.want"
-	sim "$T/rnd.out" --trace "$T/rnd.trace" --memory "${frames}p" --policy clock
+	sim "$T/rnd.out" --trace "$T/rnd.trace" --memory "${frames}p" --policy clock --prefetch 1
 	assert_grep_fixed "$T/rnd.out" "references $(awk '$1 == "refs" { print $2 }' "$T/rnd.want"), frees $(awk '$1 == "frees" { print $2 }' "$T/rnd.want")" \
 		"random $seed: references, and frees of pages referenced before"
 	for alg in FIFO LRU CLOCK OPT; do
@@ -292,11 +298,11 @@ for case in 1:3000:24 2:4000:60 3:2000:7; do
 	done
 	assert_eq "$(faults CLOCK "$T/rnd.out")" "$(faults clock "$T/rnd.out")" \
 		"random $seed: the clock policy through its ops equals CLOCK"
-	sim "$T/rnd.s3" --trace "$T/rnd.trace" --memory "${frames}p" --policy s3fifo
+	sim "$T/rnd.s3" --trace "$T/rnd.trace" --memory "${frames}p" --policy s3fifo --prefetch 1
 	assert_eq "$(awk '$1 == "s3fifo" { print $2 }' "$T/rnd.want")" "$(faults s3fifo "$T/rnd.s3")" \
 		"random $seed, $frames frames: the s3fifo policy as the naive S3-FIFO"
 	# the built-in fifo policy, where it exists, must be FIFO exactly
-	if "$USM" sim --trace "$T/rnd.trace" --memory "${frames}p" --policy fifo >"$T/rnd.fifo" 2>/dev/null; then
+	if "$USM" sim --trace "$T/rnd.trace" --memory "${frames}p" --policy fifo --prefetch 1 >"$T/rnd.fifo" 2>/dev/null; then
 		assert_eq "$(faults FIFO "$T/rnd.fifo")" "$(faults fifo "$T/rnd.fifo")" "random $seed: fifo policy equals FIFO"
 	fi
 done
@@ -392,20 +398,20 @@ memerr() { echo "usm sim: bad --memory '$1': expected MiB (64), a size in whole 
 for m in 0 8x 6K -1 '' 0p 1.5 99999999999999999999; do
 	sim_error 2 "$(memerr "$m")" --trace "$good" --memory "$m" --policy clock
 done
-sim_error 2 "usm sim: --prefetch wants a power of two from 1 to 512, got '3'" \
+sim_error 2 "usm sim: --prefetch wants 'auto' or a power of two from 1 to 512, got '3'" \
 	--trace "$good" --memory 8 --policy clock --prefetch 3
-sim_error 2 "usm sim: --prefetch wants a power of two from 1 to 512, got '1024'" \
+sim_error 2 "usm sim: --prefetch wants 'auto' or a power of two from 1 to 512, got '1024'" \
 	--trace "$good" --memory 8 --policy clock --prefetch 1024
 sim_error 1 "usm error: set s3fifo.prefetch: 'many' is not a whole number
 usm sim: policy s3fifo: usm_init failed" \
 	--trace "$good" --memory 8 --policy s3fifo -o 'set s3fifo.prefetch many'
-sim_error 1 "usm error: set clock.prefetch: expected a power of two from 1 to 512, got '6'
+sim_error 1 "usm error: set clock.prefetch: expected 'auto' or a power of two from 1 to 512, got '6'
 usm sim: policy clock: usm_init failed" \
 	--trace "$good" --memory 8 --policy clock -o 'set clock.prefetch 6'
 sim_error 1 "usm sim: plugin $T/none.so: cannot load: $T/none.so: cannot open shared object file: No such file or directory" \
 	--trace "$good" --memory 8 --policy clock --plugin "$T/none.so"
 
-usage="usage: usm sim --trace FILE --memory SIZE --policy NAME [--prefetch N]
+usage="usage: usm sim --trace FILE --memory SIZE --policy NAME [--prefetch N|auto]
                [--plugin FILE.so]... [-o LINE]...
   SIZE: MiB (64), a size with K/M/G (512K, 1G), or pages (1000p)"
 sim_error 2 "usm sim: --trace is required

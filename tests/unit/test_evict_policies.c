@@ -4,7 +4,7 @@
  * policies/s3fifo.c, called through their registered ops on hand-made
  * frames: which victims they choose, that pinned frames are passed over
  * with their access information untouched, S3-FIFO's ghost re-admission,
- * and the prefetch parameter.  (tests/func/71-sim.sh replays whole traces
+ * the prefetch parameter, and readahead (prefetch auto) on streams.  (tests/func/71-sim.sh replays whole traces
  * through them.)
  */
 #include <stdarg.h>
@@ -45,7 +45,8 @@ static void start(const char *name, const char *line)
 
 static void stop(void)
 {
-	ops->usm_exit();
+	if (ops->usm_exit)
+		ops->usm_exit();
 	usm_config_free(&inst.cfg);
 	usm_inst = NULL;
 }
@@ -206,20 +207,21 @@ static void test_s3fifo_pinned(void **state)
 
 static void test_prefetch(void **state)
 {
-	struct usm_event ev = { .type = USM_EVENT_ALLOC };
-	static const char *const names[] = { "clock", "s3fifo" };
+	struct usm_event ev = { .type = USM_EVENT_ALLOC, .origin = &proc, .vaddr = 1ull << 30 };
+	static const char *const names[] = { "clock", "s3fifo", "fifo" };
 
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < 3; i++) {
 		char line[64];
 
-		start(names[i], NULL);
-		assert_int_equal(ops->usm_swap(&ev), 1);
+		snprintf(line, sizeof(line), "set %s.prefetch 16", names[(i + 1) % 3]);
+		start(names[i], line);                     /* another policy's: ignored */
+		assert_int_equal(ops->usm_swap(&ev), 1);   /* auto, on a fault with no stream */
 		stop();
 		snprintf(line, sizeof(line), "set %s.prefetch 16", names[i]);
 		start(names[i], line);
 		assert_int_equal(ops->usm_swap(&ev), 16);
 		stop();
-		for (const char *const *bad = (const char *const[]){ "0", "3", "1024", "x", NULL };
+		for (const char *const *bad = (const char *const[]){ "0", "3", "1024", "x", "Auto", NULL };
 		     *bad; bad++) {
 			char err[256];
 
@@ -236,6 +238,92 @@ static void test_prefetch(void **state)
 	}
 }
 
+/* ---- readahead (prefetch auto) ----------------------------------------------- */
+
+/* Swap-in fault at page index pg of proc; returns what fifo asks for. */
+static unsigned swapin_at(uint64_t pg)
+{
+	struct usm_event ev = { .type = USM_EVENT_ALLOC, .origin = &proc,
+				.vaddr = (1ull << 30) + pg * 4096 };
+
+	return ops->usm_swap(&ev);
+}
+
+/* A forward scan: each fault lands on the first page after the group the
+ * last one brought back; the group doubles up to readahead_max. */
+static void test_readahead_scan(void **state)
+{
+	static const unsigned want[] = { 1, 2, 4, 8, 16, 32, 64, 64, 64 };
+	uint64_t pg = 0;
+
+	start("fifo", NULL);
+	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		unsigned n = swapin_at(pg);
+
+		assert_int_equal(n, want[i]);
+		pg = (pg | (n - 1)) + 1;          /* end of the aligned group */
+	}
+	/* A fault inside the last group keeps its size; a jump far away
+	 * starts a new stream of one page, and the old one is still there. */
+	assert_int_equal(swapin_at(pg - 3), 64);
+	assert_int_equal(swapin_at(pg + 100000), 1);
+	assert_int_equal(swapin_at(pg), 64);
+	stop();
+
+	start("fifo", "set fifo.readahead_max 8");
+	pg = 0;
+	for (unsigned i = 0; i < 6; i++) {
+		unsigned n = swapin_at(pg);
+
+		assert_int_equal(n, i < 3 ? 1u << i : 8);
+		pg = (pg | (n - 1)) + 1;
+	}
+	stop();
+}
+
+/* Random faults never read ahead; two interleaved scans (two threads)
+ * each keep their own stream; a fixed prefetch ignores streams. */
+static void test_readahead_streams(void **state)
+{
+	uint64_t a = 0, b = 50000;
+
+	start("fifo", NULL);
+	for (uint64_t k = 1; k <= 1000; k++)
+		assert_int_equal(swapin_at((k * 7919 * 13) % 1000003), 1);
+	for (unsigned i = 0; i < 8; i++) {
+		unsigned na = swapin_at(a), nb = swapin_at(b);
+
+		assert_int_equal(na, i < 6 ? 1u << i : 64);
+		assert_int_equal(nb, i < 6 ? 1u << i : 64);
+		a = (a | (na - 1)) + 1;
+		b = (b | (nb - 1)) + 1;
+	}
+	stop();
+
+	start("fifo", "set fifo.prefetch 4");
+	for (uint64_t k = 0; k < 8; k++)
+		assert_int_equal(swapin_at(k * 4), 4);
+	stop();
+}
+
+static void test_readahead_bad_max(void **state)
+{
+	for (const char *const *bad = (const char *const[]){ "0", "6", "1024", "many", NULL };
+	     *bad; bad++) {
+		char line[64], err[256];
+
+		memset(&inst, 0, sizeof(inst));
+		usm_config_defaults(&inst.cfg);
+		snprintf(line, sizeof(line), "set fifo.readahead_max %s", *bad);
+		assert_int_equal(usm_config_apply_line(&inst.cfg, line, err, sizeof(err)), 0);
+		usm_inst = &inst;
+		ops = usm_registry_find_swap("fifo")->ops;
+		assert_int_equal(ops->usm_init(), USM_EINVAL);
+		usm_config_free(&inst.cfg);
+		usm_inst = NULL;
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +335,9 @@ int main(void)
 		cmocka_unit_test(test_s3fifo_ghost),
 		cmocka_unit_test(test_s3fifo_pinned),
 		cmocka_unit_test(test_prefetch),
+		cmocka_unit_test(test_readahead_scan),
+		cmocka_unit_test(test_readahead_streams),
+		cmocka_unit_test(test_readahead_bad_max),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
