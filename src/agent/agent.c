@@ -76,16 +76,15 @@ void agent_register(uint64_t start, uint64_t len)
 		usm_uffd_register(agent.uffd, start, len, agent.reg_mode);
 	unlock();
 	/* With 2 MiB pages in play, a huge page can be moved in whole only
-	 * where the PMD is empty.  Daemon host: the mapping is made
-	 * THP-eligible, so that a fault leaves the PMD empty (the kernel's
-	 * huge-page fault path asks userfaultfd before it hangs a page table
-	 * there, but clears a 2 MiB page it then throws away).  In-process
-	 * host: it is made not eligible, so a fault costs a 4 KiB clear, and
-	 * the resolver frees the empty page table itself before the move
-	 * (core/huge.c), which the daemon cannot do from outside. */
+	 * where the PMD is empty.  On a THP-eligible mapping a fault leaves
+	 * the PMD empty, but the kernel's huge-page fault path clears a
+	 * 2 MiB page before it asks userfaultfd, and throws it away.  So the
+	 * mapping is made not eligible: a fault costs a 4 KiB clear and
+	 * leaves an empty page table, which whoever moves the huge page in
+	 * frees first (core/huge.c in the process, agent/thp_pool.c for the
+	 * daemon). */
 	if (agent.want_pool)
-		raw_syscall6(SYS_madvise, (long)start, (long)len,
-			     agent.inline_mode ? MADV_NOHUGEPAGE : MADV_HUGEPAGE, 0, 0, 0);
+		raw_syscall6(SYS_madvise, (long)start, (long)len, MADV_NOHUGEPAGE, 0, 0, 0);
 }
 
 static int unregister_entry(const struct maps_entry *e, void *arg)

@@ -67,14 +67,51 @@ static int take_ready(void)
 	return -1;
 }
 
+/*
+ * The window the program faulted in went through the kernel's 4 KiB fault
+ * path (its mapping is not THP-eligible, see agent_register), which left
+ * an empty page table under it, and a move onto a page table would split
+ * the huge page.  MADV_DONTNEED frees an empty page table
+ * (CONFIG_PT_RECLAIM); the window must be really empty, which mincore
+ * checks (a fault into it meanwhile waits in the daemon for this
+ * request).  The REMOVE event this sends is announced in own_remove first,
+ * so that the daemon knows it for ours (usm_huge_own_remove).
+ */
+static void free_page_table(uint64_t dst)
+{
+	unsigned char vec[USM_POOL_SLOT_SIZE / 4096];
+	unsigned i;
+
+	if (raw_is_error(raw_syscall6(SYS_mincore, (long)dst, (long)USM_POOL_SLOT_SIZE,
+				      (long)vec, 0, 0, 0)))
+		return;
+	for (size_t k = 0; k < sizeof(vec); k++)
+		if (vec[k] & 1)
+			return;
+	for (i = 0; i < USM_POOL_OWN_REMOVES; i++) {
+		uint64_t free_ = 0;
+		if (atomic_compare_exchange_strong(&pool->own_remove[i], &free_, dst))
+			break;
+	}
+	if (i == USM_POOL_OWN_REMOVES)
+		return;                 /* cannot announce it: move onto the table */
+	if (raw_is_error(raw_syscall6(SYS_madvise, (long)dst, (long)USM_POOL_SLOT_SIZE,
+				      MADV_DONTNEED, 0, 0, 0))) {
+		uint64_t mine = dst;    /* no event was sent: take it back */
+		atomic_compare_exchange_strong(&pool->own_remove[i], &mine, 0);
+	}
+}
+
 /* Fill one 2 MiB window the daemon asked for.  Unless held, the kernel
  * wakes the faulting thread when the page lands. */
-static void fill(uint64_t dst, bool hold)
+static void fill(uint64_t dst, bool hold, bool faulted)
 {
 	int slot = take_ready();
 	uint64_t done = 0;
 
 	if (slot >= 0) {
+		if (faulted)
+			free_page_table(dst);
 		int rc = usm_uffd_move_mode(agent.uffd, dst,
 					    pool->base + slot * USM_POOL_SLOT_SIZE,
 					    USM_POOL_SLOT_SIZE, hold, &done);
@@ -111,7 +148,7 @@ static void serve_requests(void)
 		bool hold = r & USM_POOL_REQ_HOLD;
 
 		if (atomic_load(&agent.state) == AGENT_ATTACHED)
-			fill(dst, hold);
+			fill(dst, hold, r & USM_POOL_REQ_FAULTED);
 		if (hold && (!held_lo || dst < held_lo))
 			held_lo = dst;
 		if (!hold && held_lo) {

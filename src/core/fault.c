@@ -380,7 +380,7 @@ static void map_ahead(struct usm_worker *w, struct usm_process *p, uint64_t faul
 		uint64_t va = w->ahead[i];
 		bool hold = i + 1 < n;
 
-		if (usm_huge_move(p, va, hold)) {
+		if (usm_huge_move(p, va, hold, false)) {
 			count_huge_window(p, va);
 			usm_huge_done(p, va);
 			continue;
@@ -412,7 +412,7 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 	if (w->plan_huge) {
 		w->plan_huge = false;
 		huge = true;
-		if (usm_huge_move(p, cur, w->nahead > 0)) {
+		if (usm_huge_move(p, cur, w->nahead > 0, true)) {
 			count_huge_window(p, cur);
 			w->plan_n = 0;
 			usm_huge_done(p, cur);
@@ -804,7 +804,8 @@ static void dispatch(struct usm_worker *w, struct usm_process *p, const struct u
 		break;
 	}
 	case UFFD_EVENT_REMOVE:
-		usm_fault_free(w, p, m->arg.remove.start, m->arg.remove.end, false);
+		if (!usm_huge_own_remove(p, m->arg.remove.start, m->arg.remove.end))
+			usm_fault_free(w, p, m->arg.remove.start, m->arg.remove.end, false);
 		break;
 	case UFFD_EVENT_UNMAP:
 		usm_fault_free(w, p, m->arg.remove.start, m->arg.remove.end, true);

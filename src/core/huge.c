@@ -134,6 +134,28 @@ bool usm_huge_pending(struct usm_process *p, uint64_t va)
 	return false;
 }
 
+/*
+ * Daemon host: is [start, end) the MADV_DONTNEED the agent made to free
+ * the page table under a faulting window it fills (agent/thp_pool.c)?
+ * That REMOVE event is not the program's: the window's pages are planned
+ * and must stay recorded.  The agent announces each such window in
+ * own_remove before the madvise; one event takes one announcement out,
+ * whether the move has happened meanwhile or not.
+ */
+bool usm_huge_own_remove(struct usm_process *p, uint64_t start, uint64_t end)
+{
+	struct usm_thp_pool *pool = p->pool;
+
+	if (!pool || p->inline_host || end - start != HUGE)
+		return false;
+	for (unsigned i = 0; i < USM_POOL_OWN_REMOVES; i++) {
+		uint64_t want = start;
+		if (atomic_compare_exchange_strong(&pool->own_remove[i], &want, 0))
+			return true;
+	}
+	return false;
+}
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
@@ -192,15 +214,17 @@ static void free_page_table(uint64_t dst)
  * false nothing or part was moved and the caller fills the rest.
  */
 /* Daemon host: the agent's thread moves the page (see struct usm_thp_pool);
- * with hold it does not wake the range (a later request will). */
-static bool delegate(struct usm_process *p, uint64_t dst, bool hold)
+ * with hold it does not wake the range (a later request will); faulted:
+ * it frees the page table under dst first (agent/thp_pool.c). */
+static bool delegate(struct usm_process *p, uint64_t dst, bool hold, bool faulted)
 {
 	struct usm_thp_pool *pool = p->pool;
 	uint64_t head = atomic_load(&pool->req_head);
 
 	if (head - atomic_load(&pool->req_tail) >= USM_POOL_REQS)
 		return false;               /* queue full: fill it ourselves */
-	pool->req[head % USM_POOL_REQS] = dst | (hold ? USM_POOL_REQ_HOLD : 0);
+	pool->req[head % USM_POOL_REQS] = dst | (hold ? USM_POOL_REQ_HOLD : 0) |
+					  (faulted ? USM_POOL_REQ_FAULTED : 0);
 	atomic_store(&pool->req_head, head + 1);
 	atomic_fetch_add(&pool->kick, 1);
 	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -209,14 +233,14 @@ static bool delegate(struct usm_process *p, uint64_t dst, bool hold)
 	return true;
 }
 
-bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold)
+bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold, bool faulted)
 {
 	struct usm_thp_pool *pool = p->pool;
 	uint64_t done = 0;
 	int slot, rc;
 
 	if (pool && !p->inline_host)
-		return delegate(p, dst, hold);
+		return delegate(p, dst, hold, faulted);
 
 	if (!pool || (slot = take_slot(pool)) < 0) {
 		usm_log(USM_LOG_DEBUG, "pid %d: no ready 2 MiB page (%s)", p->pid,

@@ -236,7 +236,8 @@ void usm_drop_pending(struct usm_worker *w, struct usm_process *p);
 
 /* huge.c */
 enum usm_fault_result;
-bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold);
+bool usm_huge_move(struct usm_process *p, uint64_t dst, bool hold, bool faulted);
+bool usm_huge_own_remove(struct usm_process *p, uint64_t start, uint64_t end);
 bool usm_huge_pending(struct usm_process *p, uint64_t va);
 void usm_huge_done(struct usm_process *p, uint64_t base);
 int usm_resolve_record(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,

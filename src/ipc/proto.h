@@ -188,8 +188,11 @@ struct usm_msg_stats_reply {
 #define USM_POOL_SLOT_SIZE (2ull << 20)
 #define USM_POOL_REQS 64
 /* Low bits of a request (destinations are 2 MiB-aligned): */
-#define USM_POOL_REQ_HOLD  1ull   /* move without waking; a later request wakes */
-#define USM_POOL_REQ_FLAGS 1ull
+#define USM_POOL_REQ_HOLD    1ull   /* move without waking; a later request wakes */
+#define USM_POOL_REQ_FAULTED 2ull   /* the faulting window: the kernel's 4 KiB fault
+				     * path left a page table under it */
+#define USM_POOL_REQ_FLAGS   3ull
+#define USM_POOL_OWN_REMOVES 4
 
 enum { USM_SLOT_EMPTY = 0, USM_SLOT_READY, USM_SLOT_TAKEN };
 
@@ -203,6 +206,9 @@ struct usm_thp_pool {
 	_Atomic uint64_t req_tail;        /* written by the agent */
 	uint64_t req[USM_POOL_REQS];      /* 2 MiB destinations to fill */
 	_Atomic uint64_t moved, fallback;
+	/* Windows the agent is emptying with MADV_DONTNEED (0: a free
+	 * entry); the daemon takes one out per REMOVE event it matches. */
+	_Atomic uint64_t own_remove[USM_POOL_OWN_REMOVES];
 };
 
 /*
