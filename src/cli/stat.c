@@ -151,6 +151,7 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 		"\"pages_freed\":%llu,\"eexist\":%llu,\"huge_pages\":%llu,\"bloat_pages\":%llu,"
 		"\"evicted\":%llu,\"swapin_faults\":%llu,\"swapped_in\":%llu,"
 		"\"swapcache_hits\":%llu,\"swapped_now\":%llu,\"evict_failed\":%llu,"
+		"\"copier_windows\":%llu,"
 		"\"events\":{\"fault\":%llu,\"remove\":%llu,\"unmap\":%llu,\"remap\":%llu},"
 		"\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}",
 		(unsigned long long)c->faults, (unsigned long long)c->pages_mapped,
@@ -161,6 +162,7 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 		(unsigned long long)c->evicted, (unsigned long long)c->swapin_faults,
 		(unsigned long long)c->swapped_in, (unsigned long long)c->swapcache_hits,
 		(unsigned long long)c->swapped_now, (unsigned long long)c->evict_failed,
+		(unsigned long long)c->copier_windows,
 		(unsigned long long)c->faults, (unsigned long long)c->ev_remove,
 		(unsigned long long)c->ev_unmap, (unsigned long long)c->ev_remap,
 		(unsigned long long)c->lat_p50_ns, (unsigned long long)c->lat_p99_ns,

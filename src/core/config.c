@@ -41,6 +41,7 @@ void usm_config_defaults(struct usm_config *cfg)
 	snprintf(cfg->source, sizeof(cfg->source), "(defaults)");
 	cfg->memory_mib = 4096;
 	cfg->workers = 1;
+	cfg->copiers = 1;
 	cfg->page_size = 4096;
 	cfg->oom = USM_OOM_KERNEL;
 	snprintf(cfg->default_policy, sizeof(cfg->default_policy), "first_fit");
@@ -111,6 +112,16 @@ static int d_workers(struct parse_ctx *pc, int argc, char **argv)
 	if (parse_num(pc, "workers <n>", argv[1], 1, 64, &v))
 		return -1;
 	pc->cfg->workers = (unsigned)v;
+	return 0;
+}
+
+static int d_copiers(struct parse_ctx *pc, int argc, char **argv)
+{
+	long long v;
+
+	if (parse_num(pc, "copiers <n>", argv[1], 0, 64, &v))
+		return -1;
+	pc->cfg->copiers = (unsigned)v;
 	return 0;
 }
 
@@ -352,6 +363,7 @@ struct directive {
 static const struct directive directives[] = {
 	{ "memory",    1, 1, "memory <MiB>", d_memory },
 	{ "workers",   1, 1, "workers <n>", d_workers },
+	{ "copiers",   1, 1, "copiers <n>", d_copiers },
 	{ "page",      1, 1, "page <bytes>", d_page },
 	{ "mode",      1, 1, "mode blocking|spinning", d_mode },
 	{ "oom",       1, 1, "oom kernel|kill|wait", d_oom },
@@ -403,7 +415,7 @@ static int parse_line(struct parse_ctx *pc, char *line)
 			return fail(pc, "expected '%s'", d->usage);
 		return d->fn(pc, n, tok);
 	}
-	return fail(pc, "unknown directive '%s' (expected one of memory, workers, page, "
+	return fail(pc, "unknown directive '%s' (expected one of memory, workers, copiers, page, "
 		    "mode, host, oom, policy, process, priority, threshold, plugin, set, swapdev, "
 		    "swap_policy, watermarks, limit, trace)", tok[0]);
 }

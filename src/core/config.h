@@ -15,6 +15,8 @@
  * and USM extensions:
  *   policy <name>                    default allocation policy
  *   mode blocking|spinning           how workers wait for faults
+ *   copiers <n>                      threads that map windows for the
+ *                                    workers when faults queue up (0-64, 1)
  *   host daemon|inline               where faults are handled by default
  *                                    (a process line's host=... overrides)
  *   oom kernel|kill|wait             default action when the budget is full
@@ -89,6 +91,7 @@ struct usm_config {
 	char source[256];           /* file name, for messages */
 	uint64_t memory_mib;
 	unsigned workers;
+	unsigned copiers;
 	uint64_t page_size;
 	bool spinning;
 	bool inline_host;

@@ -270,7 +270,7 @@ static void forget_vma(struct usm_process *p, uint64_t start, uint64_t end)
 }
 
 /* Frames the kernel refused go back through the policy to the pool. */
-static void unplan(struct usm_process *p, uint64_t from, uint64_t to)
+void usm_fault_unplan(struct usm_process *p, uint64_t from, uint64_t to)
 {
 	uint64_t ps = usm_inst->cfg.page_size;
 
@@ -306,7 +306,7 @@ static void unplan_ahead(struct usm_worker *w, struct usm_process *p)
 	uint64_t span = (uint64_t)USM_RESOLVE_MAX * usm_inst->cfg.page_size;
 
 	for (unsigned i = 0; i < w->nahead; i++) {
-		unplan(p, w->ahead[i], w->ahead[i] + span);
+		usm_fault_unplan(p, w->ahead[i], w->ahead[i] + span);
 		usm_huge_done(p, w->ahead[i]);
 	}
 	w->nahead = 0;
@@ -329,10 +329,10 @@ static void fill_ahead_small(struct usm_process *p, uint64_t va, uint64_t end, b
 		if (rc == 0)
 			return;
 		if (rc != -EEXIST) {
-			unplan(p, va, end);
+			usm_fault_unplan(p, va, end);
 			return;
 		}
-		unplan(p, va, va + ps);
+		usm_fault_unplan(p, va, va + ps);
 		va += ps;
 	}
 }
@@ -351,7 +351,7 @@ static void map_extra(struct usm_worker *w, struct usm_process *p, bool ok, bool
 		uint64_t va = w->extra[i].vaddr, end = va + (uint64_t)w->extra[i].n * ps;
 
 		if (!ok) {
-			unplan(p, va, end);
+			usm_fault_unplan(p, va, end);
 			continue;
 		}
 		*first = va < *first ? va : *first;
@@ -423,6 +423,12 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 		 * ahead are given back (nothing holds the thread for them). */
 		unplan_ahead(w, p);
 	}
+	if (!hold && !huge && !w->nextra &&
+	    usm_copier_offer(p, cur, end, fault, w->fault_t0, w->fault_tid)) {
+		w->handed = true;
+		w->plan_n = 0;
+		return USM_FAULT_DONE;
+	}
 
 	while (cur < end) {
 		uint64_t done = 0;
@@ -443,7 +449,7 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 			 * not ours, skip it.  Wake in case it is the faulting
 			 * page and the populating thread did not. */
 			usm_count(&p->c.eexist, 1);
-			unplan(p, cur, cur + ps);
+			usm_fault_unplan(p, cur, cur + ps);
 			if (cur == fault)
 				usm_uffd_wake(p->uffd, cur, ps);
 			cur += ps;
@@ -451,17 +457,17 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 			   (p->vma_lo > cur || p->vma_hi < end) && p->vma_hi > fault) {
 			/* The window leaves the mapping: clip it and retry. */
 			if (p->vma_lo > cur) {
-				unplan(p, cur, p->vma_lo);
+				usm_fault_unplan(p, cur, p->vma_lo);
 				cur = p->vma_lo;
 			}
 			if (p->vma_hi < end) {
-				unplan(p, p->vma_hi, end);
+				usm_fault_unplan(p, p->vma_hi, end);
 				end = p->vma_hi;
 			}
 		} else if (rc == -EAGAIN) {
 			/* An munmap/mremap/madvise event is queued behind this
 			 * fault: give the frames back, read it, retry. */
-			unplan(p, cur, end);
+			usm_fault_unplan(p, cur, end);
 			res = cur > fault ? USM_FAULT_DONE : USM_FAULT_RETRY;
 			break;
 		} else {
@@ -470,7 +476,7 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 			if (rc != -ENOENT && rc != -ESRCH)
 				usm_log(USM_LOG_WARN, "pid %d: UFFDIO_COPY at 0x%llx: %s",
 					p->pid, (unsigned long long)cur, strerror(-rc));
-			unplan(p, cur, end);
+			usm_fault_unplan(p, cur, end);
 			/* Never leave the faulting thread asleep. */
 			if (cur <= fault) {
 				usm_uffd_wake(p->uffd, fault, ps);
@@ -625,7 +631,10 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		bool pending = usm_huge_pending(p, ev.vaddr);
 
 		pthread_mutex_unlock(&usm_inst->lock);
-		return pending ? USM_FAULT_RETRY : fault_on_mapped(p, ev.vaddr);
+		if (pending)
+			return USM_FAULT_RETRY;
+		usm_copier_drain(p);        /* a copier may be mapping it */
+		return fault_on_mapped(p, ev.vaddr);
 	}
 	if (p->chan && v && (usm_pm_is_swap(v) || v->state == USM_PAGE_EVICTING)) {
 		pthread_mutex_unlock(&usm_inst->lock);
@@ -657,11 +666,14 @@ static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t a
 {
 	uint64_t t0 = usm_now_ns();
 
+	w->fault_t0 = t0;
+	w->fault_tid = tid;
+	w->handed = false;
 	if (usm_fault_resolve(w, p, addr, flags, tid) == USM_FAULT_RETRY) {
 		add_pending(w, p, addr & page_mask(), flags);
 		return;
 	}
-	if (!retry)
+	if (!retry && !w->handed)           /* a copier records its own */
 		usm_fault_record_latency(p, t0);
 }
 
@@ -793,6 +805,9 @@ void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,
 
 static void dispatch(struct usm_worker *w, struct usm_process *p, const struct uffd_msg *m)
 {
+	/* Anything but a fault comes after the copies handed over before it. */
+	if (m->event != UFFD_EVENT_PAGEFAULT)
+		usm_copier_drain(p);
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT: {
 		uint32_t flags = (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE)

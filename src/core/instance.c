@@ -138,8 +138,10 @@ fail:
 
 int usm_instance_run(struct usm_instance *inst)
 {
-	int rc = usm_workers_start(inst);
+	int rc = usm_copiers_start(inst);
 
+	if (!rc)
+		rc = usm_workers_start(inst);
 	if (rc) {
 		usm_log(USM_LOG_ERROR, "cannot start workers: %s", strerror(-rc));
 		return -1;
@@ -152,6 +154,7 @@ int usm_instance_run(struct usm_instance *inst)
 	inst->stopping = true;
 	usm_evict_stop(inst);
 	usm_workers_stop(inst);
+	usm_copiers_stop(inst);
 	return rc;
 }
 
@@ -172,6 +175,7 @@ void usm_instance_destroy(struct usm_instance *inst)
 	inst->stopping = true;
 	usm_evict_stop(inst);
 	usm_workers_stop(inst);
+	usm_copiers_stop(inst);
 	usm_evict_fini(inst);
 	usm_control_close(inst);
 	for (size_t i = 0; i < usm_registry_count(); i++) {

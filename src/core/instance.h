@@ -92,6 +92,9 @@ struct usm_process {
 	_Atomic bool limit_stuck;         /* at its limit, nothing evictable */
 	bool warned_limit;
 	_Atomic int refs;                 /* freed by usm_process_put at 0 */
+	_Atomic unsigned copies;          /* windows with a copier (core/copier.c) */
+	uint32_t last_tid;                /* thread of its last fault (worker) */
+	uint64_t other_tid_ns;            /* when another thread faulted */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	struct usm_list_head leased;      /* inline: frames lent to it */
 	uint64_t nleased;
@@ -128,6 +131,9 @@ struct usm_worker {
 	struct { uint64_t vaddr; unsigned n; } extra[USM_AHEAD_MAX]; /* usm_resolve_fill */
 	unsigned nextra;
 	struct usm_page *plan[USM_MAX_BATCH];
+	uint64_t fault_t0;                 /* when the fault being handled was read */
+	uint32_t fault_tid;                /* and its thread, 0: unknown */
+	bool handed;                       /* its window went to a copier */
 	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
 };
 
@@ -155,6 +161,7 @@ struct usm_instance {
 
 	struct usm_worker *workers;
 	unsigned nworkers;
+	struct usm_copy_queue *copyq;     /* copier threads, or NULL */
 
 	char sock_path[256];
 	int listen_fd;
@@ -226,6 +233,16 @@ void usm_fault_record_latency(struct usm_process *p, uint64_t t0);
 enum usm_oom_action usm_fault_oom(struct usm_event *ev);
 /* Lock held: the entry at va leaves p (frame, frame in flight, or slot). */
 void usm_fault_drop_entry(struct usm_process *p, uint64_t va);
+/* Lock not held: give back the planned pages of [from, to). */
+void usm_fault_unplan(struct usm_process *p, uint64_t from, uint64_t to);
+
+/* copier.c: copies handed over by workers (see there). */
+struct usm_copy_queue;
+int  usm_copiers_start(struct usm_instance *inst);
+void usm_copiers_stop(struct usm_instance *inst);
+bool usm_copier_offer(struct usm_process *p, uint64_t from, uint64_t to, uint64_t fault,
+		      uint64_t t0, uint32_t tid);
+void usm_copier_drain(struct usm_process *p);
 void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
 		    uint64_t end, bool unmap);
 void usm_fault_remap(struct usm_worker *w, struct usm_process *p, uint64_t from,

@@ -131,6 +131,7 @@ void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *
 	o->swapcache_hits = usm_read(&c->swapcache_hits);
 	o->swapped_now = usm_read(&c->swapped_now);
 	o->evict_failed = usm_read(&c->evict_failed);
+	o->copier_windows = usm_read(&c->copier_windows);
 	o->lat_p50_ns = usm_hist_quantile(h, 0.50);
 	o->lat_p99_ns = usm_hist_quantile(h, 0.99);
 	o->lat_max_ns = usm_hist_quantile(h, 1.0);
@@ -191,6 +192,7 @@ void usm_process_teardown(struct usm_process *p)
 
 	if (p->dead)
 		return;
+	usm_copier_drain(p);            /* copiers use its userfaultfd */
 	if (w) {
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->uffd, NULL);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->sock, NULL);

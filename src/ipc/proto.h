@@ -117,6 +117,7 @@ struct usm_stat_counters {
 	uint64_t bloat_pages;           /* mapped ahead, never touched (sampled) */
 	uint64_t evicted, swapin_faults, swapped_in, swapcache_hits;
 	uint64_t swapped_now, evict_failed;
+	uint64_t copier_windows;        /* windows a copier thread mapped */
 };
 
 struct usm_stat_proc {

@@ -276,7 +276,7 @@ static void test_eight_words(void **state)
 
 static void test_unknown_directive(void **state)
 {
-	const char *list = "(expected one of memory, workers, page, mode, host, oom, policy, "
+	const char *list = "(expected one of memory, workers, copiers, page, mode, host, oom, policy, "
 			   "process, priority, threshold, plugin, set, swapdev, swap_policy, "
 			   "watermarks, limit, trace)";
 	char want[300];
