@@ -30,7 +30,8 @@
  *    that appeared meanwhile are all sorted out there).
  *
  * Only plain windows are handed over: no swap devices in the instance,
- * no 2 MiB pages, nothing held (bloat sampling, fill runs), no trace.
+ * no 2 MiB pages, nothing held (bloat sampling), no trace.  A fill
+ * (usm_resolve_fill) goes over whole: the fault's run and the others.
  */
 #include "core/instance.h"
 #include "mech/uffd.h"
@@ -49,8 +50,10 @@
 
 struct copy_job {
 	struct usm_process *p;
-	uint64_t from, to, fault;
+	uint64_t fault;
 	uint64_t t0;                   /* when the worker read the fault */
+	unsigned nruns;
+	struct usm_copy_run run[1 + USM_AHEAD_MAX];
 };
 
 struct usm_copy_queue {
@@ -63,14 +66,13 @@ struct usm_copy_queue {
 	pthread_t threads[];
 };
 
-static void copy_window(const struct copy_job *j)
+static void copy_run(struct usm_process *p, const struct usm_copy_run *r, uint64_t fault)
 {
-	struct usm_process *p = j->p;
-	uint64_t ps = usm_inst->cfg.page_size, cur = j->from;
+	uint64_t ps = usm_inst->cfg.page_size, cur = r->from;
 
-	while (cur < j->to) {
+	while (cur < r->to) {
 		uint64_t done = 0;
-		int rc = usm_uffd_copy_mode(p->uffd, cur, usm_inst->zero, j->to - cur, 0, &done);
+		int rc = usm_uffd_copy_mode(p->uffd, cur, usm_inst->zero, r->to - cur, 0, &done);
 
 		usm_count(&p->c.pages_mapped, done / ps);
 		usm_count(&usm_inst->c.pages_mapped, done / ps);
@@ -81,16 +83,16 @@ static void copy_window(const struct copy_job *j)
 			/* Populated behind our back: not ours (as in map_plan). */
 			usm_count(&p->c.eexist, 1);
 			usm_fault_unplan(p, cur, cur + ps);
-			if (cur == j->fault)
+			if (cur == fault)
 				usm_uffd_wake(p->uffd, cur, ps);
 			cur += ps;
 			continue;
 		}
 		/* Anything else: the rest goes back; the thread faults again
 		 * and the worker deals with what changed. */
-		usm_fault_unplan(p, cur, j->to);
-		if (cur <= j->fault)
-			usm_uffd_wake(p->uffd, j->fault, ps);
+		usm_fault_unplan(p, cur, r->to);
+		if (cur <= fault && fault < r->to)
+			usm_uffd_wake(p->uffd, fault, ps);
 		return;
 	}
 }
@@ -108,7 +110,8 @@ static void *copier_main(void *arg)
 		struct copy_job j = q->job[q->tail++ % COPY_JOBS];
 
 		pthread_mutex_unlock(&q->mu);
-		copy_window(&j);
+		for (unsigned i = 0; i < j.nruns; i++)
+			copy_run(j.p, &j.run[i], j.fault);
 		usm_fault_record_latency(j.p, j.t0);
 		atomic_fetch_sub_explicit(&j.p->copies, 1, memory_order_release);
 		pthread_mutex_lock(&q->mu);
@@ -135,14 +138,17 @@ static bool threaded(struct usm_process *p, uint32_t tid, uint64_t now)
 	return p->other_tid_ns && now - p->other_tid_ns < OTHER_THREAD_NS;
 }
 
-bool usm_copier_offer(struct usm_process *p, uint64_t from, uint64_t to, uint64_t fault,
-		      uint64_t t0, uint32_t tid)
+bool usm_copier_offer(struct usm_process *p, const struct usm_copy_run *runs, unsigned nruns,
+		      uint64_t fault, uint64_t t0, uint32_t tid)
 {
 	struct usm_copy_queue *q = usm_inst->copyq;
-	uint64_t ps = usm_inst->cfg.page_size;
+	uint64_t ps = usm_inst->cfg.page_size, pages = 0;
 	bool queued = false, busy;
 
-	if (!q || p->trace || usm_evict_enabled(usm_inst) || to - from < COPY_MIN_PAGES * ps)
+	for (unsigned i = 0; i < nruns; i++)
+		pages += (runs[i].to - runs[i].from) / ps;
+	if (!q || p->trace || usm_evict_enabled(usm_inst) || pages < COPY_MIN_PAGES ||
+	    nruns > 1 + USM_AHEAD_MAX)
 		return false;
 	busy = atomic_load_explicit(&p->copies, memory_order_relaxed) != 0;
 	if (!(threaded(p, tid, t0) && !busy) && !more_waiting(p))
@@ -150,7 +156,10 @@ bool usm_copier_offer(struct usm_process *p, uint64_t from, uint64_t to, uint64_
 	pthread_mutex_lock(&q->mu);
 	if (q->head - q->tail < COPY_JOBS && !q->stop) {
 		atomic_fetch_add_explicit(&p->copies, 1, memory_order_relaxed);
-		q->job[q->head++ % COPY_JOBS] = (struct copy_job){ p, from, to, fault, t0 };
+		struct copy_job *j = &q->job[q->head++ % COPY_JOBS];
+
+		*j = (struct copy_job){ .p = p, .fault = fault, .t0 = t0, .nruns = nruns };
+		memcpy(j->run, runs, nruns * sizeof(runs[0]));
 		usm_count(&p->c.copier_windows, 1);
 		usm_count(&usm_inst->c.copier_windows, 1);
 		pthread_cond_signal(&q->cv);

@@ -394,6 +394,24 @@ static void map_ahead(struct usm_worker *w, struct usm_process *p, uint64_t faul
 	}
 }
 
+/* Give the plan (the fault's run and a fill's other runs) to a copier. */
+static bool hand_over(struct usm_worker *w, struct usm_process *p, uint64_t from,
+		      uint64_t to, uint64_t fault)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+	struct usm_copy_run runs[1 + USM_AHEAD_MAX] = { { from, to } };
+
+	for (unsigned i = 0; i < w->nextra; i++)
+		runs[1 + i] = (struct usm_copy_run){ w->extra[i].vaddr,
+						     w->extra[i].vaddr + (uint64_t)w->extra[i].n * ps };
+	if (!usm_copier_offer(p, runs, 1 + w->nextra, fault, w->fault_t0, w->fault_tid))
+		return false;
+	w->handed = true;
+	w->nextra = 0;
+	w->plan_n = 0;
+	return true;
+}
+
 static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *p,
 				      uint64_t fault)
 {
@@ -423,12 +441,8 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 		 * ahead are given back (nothing holds the thread for them). */
 		unplan_ahead(w, p);
 	}
-	if (!hold && !huge && !w->nextra &&
-	    usm_copier_offer(p, cur, end, fault, w->fault_t0, w->fault_tid)) {
-		w->handed = true;
-		w->plan_n = 0;
+	if (!hold && !huge && hand_over(w, p, cur, end, fault))
 		return USM_FAULT_DONE;
-	}
 
 	while (cur < end) {
 		uint64_t done = 0;

@@ -238,10 +238,11 @@ void usm_fault_unplan(struct usm_process *p, uint64_t from, uint64_t to);
 
 /* copier.c: copies handed over by workers (see there). */
 struct usm_copy_queue;
+struct usm_copy_run { uint64_t from, to; };
 int  usm_copiers_start(struct usm_instance *inst);
 void usm_copiers_stop(struct usm_instance *inst);
-bool usm_copier_offer(struct usm_process *p, uint64_t from, uint64_t to, uint64_t fault,
-		      uint64_t t0, uint32_t tid);
+bool usm_copier_offer(struct usm_process *p, const struct usm_copy_run *runs, unsigned nruns,
+		      uint64_t fault, uint64_t t0, uint32_t tid);
 void usm_copier_drain(struct usm_process *p);
 void usm_fault_free(struct usm_worker *w, struct usm_process *p, uint64_t start,
 		    uint64_t end, bool unmap);

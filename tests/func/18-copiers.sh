@@ -30,6 +30,14 @@ for pat in mt mt-rand; do
 	memflt_run $pat 0
 	json_check "$T/$pat-0.json" "d['copier_windows'] == 0" "$pat: copiers 0: none used"
 done
+# fhp_adaptive maps random order with fills (several runs per fault):
+# they go over whole.
+run_limited 60 "$T/ad.out" "$USM" run -o 'copiers 1' -P fhp_adaptive --stats-json "$T/ad.json" -- \
+	"${PIDWRAP[@]}" "$T/main.pid" "$MEMFLT" mt-rand --size-mb 256 --reps 2 --warmup-mb 0 --madvise none
+assert_status 0 "$RC" "memflt mt-rand under fhp_adaptive, copiers 1 (every page checked)" "$T/ad.out" "$T/ad.out.err"
+main=$(cat "$T/main.pid")
+json_check "$T/ad.json" "proc($main, 'memflt')['copier_windows'] > 0" \
+	"fhp_adaptive mt-rand: fills went to the copier ($(json_eval "$T/ad.json" "proc($main, 'memflt')['copier_windows']"))"
 memflt_run seq 1
 json_check "$T/seq-1.json" "d['copier_windows'] == 0" "seq: one faulting thread never hands over"
 
