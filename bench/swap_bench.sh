@@ -44,8 +44,9 @@
 #   usm-D-P          USM on device D (file, zmem) with -o 'swap_policy P',
 #                    P = fifo, clock, s3fifo
 #   usm-D[-P]-pfN    ... and swap-in prefetch: -o 'set P.prefetch N'
-#                    (P = fifo when not given), N = 1 (none), 8, 64;
-#                    without it the policy's default, readahead (auto)
+#                    (P = fifo when not given), N = 8, 64, or auto
+#                    (readahead on sequential streams); without it the
+#                    policy's default, 1 (demand paging)
 # Only one swap area is active at a time, and only during its variant's run.
 # Every system setting (swap areas, zram, the cgroup, the swap files) is
 # undone after each run and on any exit (trap), also on Ctrl-C.  A USM
@@ -67,7 +68,7 @@ POLICIES=(fifo clock s3fifo)
 ALL_VARIANTS=(kernel-swapfile kernel-zram usm-file usm-zmem)
 for d in file zmem; do
 	for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p"); done
-	for n in 1 8 64; do
+	for n in 8 64 auto; do
 		ALL_VARIANTS+=("usm-$d-pf$n")
 		for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p-pf$n"); done
 	done
@@ -155,7 +156,7 @@ usm_variant_parts() {
 	rest=${rest#"$UDEV"}
 	rest=${rest#-}
 	UPF=
-	if [[ "$rest" =~ (^|-)pf([0-9]+)$ ]]; then
+	if [[ "$rest" =~ (^|-)pf([0-9]+|auto)$ ]]; then
 		UPF=${BASH_REMATCH[2]}
 		rest=${rest%pf"$UPF"}
 		rest=${rest%-}

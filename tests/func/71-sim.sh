@@ -268,9 +268,9 @@ assert_grep_fixed "$T/hs.out" "s3fifo: 140 evictions, 0 swap-ins" "hot/scan: s3f
 for pol in clock s3fifo; do
 	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol" --prefetch 1
 	assert_eq 128 "$(faults $pol "$T/seq.out")" "sequential, $pol, no prefetch: every page misses"
-	# auto (the default): readahead grows the groups along the stream,
-	# 1, 2, 4, 8 and then 16 (as many as the memory holds) per swap-in
-	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol"
+	# auto: readahead grows the groups along the stream, 1, 2, 4, 8 and
+	# then 16 (as many as the memory holds) per swap-in
+	sim "$T/seq.out" --trace "$T/seq.trace" --memory 16p --policy "$pol" --prefetch auto
 	assert_eq 72 "$(faults $pol "$T/seq.out")" "sequential, $pol, prefetch auto: 64 + 8 misses"
 	assert_grep_fixed "$T/seq.out" "$pol: 112 evictions, 8 swap-ins, 56 pages prefetched, 56 of them used" \
 		"sequential, $pol, prefetch auto: every prefetched page used"

@@ -25,8 +25,9 @@ static struct usm_process proc;
 static struct usm_page pages[NPAGES];
 static const struct usm_swap_policy_ops *ops;
 
-/* A fresh instance with the given config lines, and policy name started. */
-static void start(const char *name, const char *line)
+/* A fresh instance with the given config lines (up to two), and policy
+ * name started. */
+static void start2(const char *name, const char *line, const char *line2)
 {
 	char err[256];
 
@@ -35,12 +36,19 @@ static void start(const char *name, const char *line)
 	inst.nframes = NPAGES;
 	if (line)
 		assert_int_equal(usm_config_apply_line(&inst.cfg, line, err, sizeof(err)), 0);
+	if (line2)
+		assert_int_equal(usm_config_apply_line(&inst.cfg, line2, err, sizeof(err)), 0);
 	usm_inst = &inst;
 	memset(&proc, 0, sizeof(proc));
 	proc.pid = 77;
 	assert_non_null(usm_registry_find_swap(name));
 	ops = usm_registry_find_swap(name)->ops;
 	assert_int_equal(ops->usm_init(), USM_OK);
+}
+
+static void start(const char *name, const char *line)
+{
+	start2(name, line, NULL);
 }
 
 static void stop(void)
@@ -215,7 +223,7 @@ static void test_prefetch(void **state)
 
 		snprintf(line, sizeof(line), "set %s.prefetch 16", names[(i + 1) % 3]);
 		start(names[i], line);                     /* another policy's: ignored */
-		assert_int_equal(ops->usm_swap(&ev), 1);   /* auto, on a fault with no stream */
+		assert_int_equal(ops->usm_swap(&ev), 1);   /* default: demand paging */
 		stop();
 		snprintf(line, sizeof(line), "set %s.prefetch 16", names[i]);
 		start(names[i], line);
@@ -256,7 +264,7 @@ static void test_readahead_scan(void **state)
 	static const unsigned want[] = { 1, 2, 4, 8, 16, 32, 64, 64, 64 };
 	uint64_t pg = 0;
 
-	start("fifo", NULL);
+	start("fifo", "set fifo.prefetch auto");
 	inst.nframes = 4096;                   /* the budget does not cap 64 */
 	for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		unsigned n = swapin_at(pg);
@@ -273,7 +281,7 @@ static void test_readahead_scan(void **state)
 
 	/* readahead_max, and the budget: a group is at most an eighth of it */
 	for (unsigned cap = 0; cap < 2; cap++) {
-		start("fifo", cap ? NULL : "set fifo.readahead_max 8");
+		start2("fifo", "set fifo.prefetch auto", cap ? NULL : "set fifo.readahead_max 8");
 		inst.nframes = cap ? 64 : 4096;
 		pg = 0;
 		for (unsigned i = 0; i < 6; i++) {
@@ -292,7 +300,7 @@ static void test_readahead_streams(void **state)
 {
 	uint64_t a = 0, b = 50000;
 
-	start("fifo", NULL);
+	start("fifo", "set fifo.prefetch auto");
 	inst.nframes = 4096;
 	for (uint64_t k = 1; k <= 1000; k++)
 		assert_int_equal(swapin_at((k * 7919 * 13) % 1000003), 1);
