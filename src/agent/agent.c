@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -30,6 +31,7 @@
 
 #define HELLO_TIMEOUT_S 10
 #define MAX_FORK_RANGES 16384
+#define MAX_FORK_TOPS 4096
 
 struct agent agent = { .uffd = -1, .sock = -1, .lock = ATOMIC_FLAG_INIT };
 
@@ -39,6 +41,10 @@ struct range {
 };
 static struct range fork_ranges[MAX_FORK_RANGES];
 static size_t n_fork_ranges;
+
+/* Top pages of thread stacks at fork time (see keep_thread_descriptors). */
+static uint64_t fork_tops[MAX_FORK_TOPS];
+static size_t n_fork_tops;
 
 void agent_log(const char *fmt, ...)
 {
@@ -309,12 +315,52 @@ static int attach(uint32_t flags)
 
 /* ---- fork ------------------------------------------------------------ */
 
+/* A glibc thread stack: a writable mapping right above its PROT_NONE guard. */
+static bool is_thread_stack(const struct maps_entry *e, const struct maps_entry *below)
+{
+	return e->anon && !e->stack && e->perms[0] == 'r' && e->perms[1] == 'w' &&
+	       below->end == e->start && below->anon && !strncmp(below->perms, "---", 3);
+}
+
 static int snapshot_entry(const struct maps_entry *e, void *arg)
 {
-	(void)arg;
+	struct maps_entry *below = arg;
+
 	if (e->uffd_missing && n_fork_ranges < MAX_FORK_RANGES)
 		fork_ranges[n_fork_ranges++] = (struct range){ e->start, e->end };
+	if (e->uffd_missing && is_thread_stack(e, below) && n_fork_tops < MAX_FORK_TOPS)
+		fork_tops[n_fork_tops++] = e->end - (uint64_t)sysconf(_SC_PAGESIZE);
+	*below = *e;
 	return 0;
+}
+
+static void touch_fork_tops(bool only_missing)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char in_core;
+
+	for (size_t i = 0; i < n_fork_tops; i++) {
+		void *page = (void *)(uintptr_t)fork_tops[i];
+		if (only_missing && !mincore(page, ps, &in_core) && (in_core & 1))
+			continue;
+		(void)*(volatile const char *)page;
+	}
+}
+
+/*
+ * In the child, glibc's fork walks the descriptors of the parent's other
+ * threads (and of its cached stacks) before any atfork handler runs, so
+ * before the child has registered anything: a descriptor page the parent
+ * had swapped out would read as zero there, and the child would crash in
+ * fork.  The descriptors live in the top page of each thread stack, so the
+ * parent brings those pages in before it pauses its evictor, and again,
+ * after the pause, any that went out in between.
+ */
+static void keep_thread_descriptors(void)
+{
+	touch_fork_tops(false);
+	agent_evict_fork_prepare();
+	touch_fork_tops(true);
 }
 
 /*
@@ -325,10 +371,12 @@ static int snapshot_entry(const struct maps_entry *e, void *arg)
  */
 static void before_fork(void)
 {
-	n_fork_ranges = 0;
+	struct maps_entry below = { 0 };
+
+	n_fork_ranges = n_fork_tops = 0;
 	if (atomic_load(&agent.state) == AGENT_ATTACHED)
-		agent_maps_walk(true, snapshot_entry, NULL);
-	agent_evict_fork_prepare();
+		agent_maps_walk(true, snapshot_entry, &below);
+	keep_thread_descriptors();
 }
 
 static void in_parent(void)

@@ -3,7 +3,8 @@
 # that MADV_DONTNEED, munmap, mremap or mprotect ranges the reclaimer is
 # evicting,
 # a timer signal whose handler reads swapped-out pages, a fork storm over
-# swapped pages (children that check and exit, or exec), copy-on-write
+# swapped pages (children that check and exit, or exec), forks while idle
+# threads' descriptors are swapped out, copy-on-write
 # memory written by parent and child, a child whose parent exits at once.
 # Every byte is checked (tests/progs/usm_evict_adv.c); frames and slots
 # return to zero after exit.  Then usmd is killed while a thread waits in
@@ -37,6 +38,9 @@ adv_run mremap --mb 64 --threads 4 --secs 3
 adv_run mprotect --mb 64 --threads 4 --secs 3
 adv_run signals --mb 64 --threads 4 --secs 3
 adv_run fork --mb 64 --threads 2 --forks 24
+# Threads asleep and exited long enough for their descriptors to be
+# swapped out: a child's glibc walks them inside fork.
+adv_run forkidle --mb 64 --threads 4 --forks 8
 adv_run cow --mb 64
 
 # A child whose parent exits at once, under a daemon (usm run returns when

@@ -26,6 +26,13 @@
  *             out: each child checks a sample of pages of the array and
  *             of a region of each worker, then exits (every third one
  *             execs /bin/true instead);
+ *   forkidle  K threads that sleep in read() and K that have exited
+ *             (their stacks are in glibc's cache): the pressure sweeps
+ *             the array three times, so the pages at the top of their
+ *             stacks (the thread descriptors, which a child's glibc walks
+ *             inside fork before any atfork handler runs) are swapped
+ *             out; then F forks (default 40), each child checks a sample
+ *             of the array and exits;
  *   cow       one fork; parent and child then both write the shared
  *             array, each its own generation, and check it;
  *   orphan    one fork after which the parent exits at once; the child
@@ -66,6 +73,7 @@ static size_t npages;
 static uint64_t *arr;                   /* the pressure array */
 static _Atomic uint32_t *arr_gen;       /* its pages' generations */
 static atomic_int stop;
+static atomic_uint sweeps;              /* whole passes of the pressure */
 static atomic_ullong verified;
 
 /* A worker's region: its pages' generations (0: must read zero). */
@@ -165,6 +173,7 @@ static void *pressure(void *arg)
 			arr_check(i, "pressure array");
 			arr_write(i, gen);
 		}
+		atomic_fetch_add(&sweeps, 1);
 	}
 	return NULL;
 }
@@ -379,6 +388,62 @@ static void fork_storm(void)
 	}
 }
 
+static int sleep_fd = -1;
+
+static void *sleeper(void *arg)
+{
+	char c;
+
+	(void)arg;
+	while (read(sleep_fd, &c, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void *quitter(void *arg)
+{
+	return arg;
+}
+
+/* Forks while threads have been quiet for a long time (see the top). */
+static void fork_idle(pthread_t pressure_thread)
+{
+	pthread_t sleepers[MAX_THREADS], quit;
+	int pfd[2];
+
+	if (pipe(pfd))
+		die("pipe");
+	sleep_fd = pfd[0];
+	for (unsigned k = 0; k < nthreads; k++) {
+		if (pthread_create(&sleepers[k], NULL, sleeper, NULL) ||
+		    pthread_create(&quit, NULL, quitter, NULL))
+			die("pthread_create");
+		pthread_join(quit, NULL);
+	}
+	while (atomic_load(&sweeps) < 3)
+		usleep(10000);
+	atomic_store(&stop, 1);
+	pthread_join(pressure_thread, NULL);
+	for (unsigned k = 0; k < nforks; k++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			for (size_t i = k % 7; i < npages; i += 37)
+				arr_check(i, "in a fork child (array)");
+			_exit(0);
+		}
+		reap(pid, "fork with idle threads");
+	}
+	for (unsigned k = 0; k < nthreads; k++)     /* a byte per sleeper */
+		if (write(pfd[1], "", 1) < 0)
+			die("write");
+	for (unsigned k = 0; k < nthreads; k++)
+		pthread_join(sleepers[k], NULL);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 /* Parent and child both write the (shared copy-on-write) array. */
 static void cow(void)
 {
@@ -494,7 +559,7 @@ static void blocked(void)
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s dontneed|munmap|mremap|mprotect|signals|fork|cow|orphan|"
+	fprintf(stderr, "usage: %s dontneed|munmap|mremap|mprotect|signals|fork|forkidle|cow|orphan|"
 		"blocked [--mb N] [--threads K] [--secs S] [--forks F] [--ready R --go G]\n", argv0);
 	exit(2);
 }
@@ -527,8 +592,8 @@ int main(int argc, char **argv)
 	workers = !strcmp(mode, "dontneed") || !strcmp(mode, "munmap") ||
 		  !strcmp(mode, "mremap") || !strcmp(mode, "mprotect") ||
 		  !strcmp(mode, "signals");
-	if (!workers && strcmp(mode, "fork") && strcmp(mode, "cow") && strcmp(mode, "orphan") &&
-	    strcmp(mode, "blocked"))
+	if (!workers && strcmp(mode, "fork") && strcmp(mode, "forkidle") && strcmp(mode, "cow") &&
+	    strcmp(mode, "orphan") && strcmp(mode, "blocked"))
 		usage(argv[0]);
 	if (!mb || !nthreads || nthreads > MAX_THREADS) {
 		fprintf(stderr, "usm_evict_adv: --mb must be positive, --threads 1-%d\n",
@@ -582,6 +647,8 @@ int main(int argc, char **argv)
 		fork_storm();
 		atomic_store(&stop, 1);
 		pthread_join(pt, NULL);
+	} else if (!strcmp(mode, "forkidle")) {
+		fork_idle(pt);
 	} else {
 		usleep(200000);
 		atomic_store(&stop, 1);
