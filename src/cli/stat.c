@@ -3,6 +3,7 @@
  * cli/stat.c - `usm stat`, `usm top`, `usm stop`, `usm policies`.
  */
 #include "cli/cli.h"
+#include "core/config.h"
 #include "core/registry.h"
 
 #include <dirent.h>
@@ -103,14 +104,26 @@ static void print_swap(FILE *f, const struct usm_stat_instance *i)
 		(unsigned long long)i->access_marked);
 }
 
+/* "blocking", "spinning" or "hybrid (50 us)". */
+static const char *wait_mode_text(const struct usm_stat_instance *i, char *buf, size_t len)
+{
+	if (i->wait_mode == USM_WAIT_HYBRID)
+		snprintf(buf, len, "hybrid (%u us)", i->spin_us);
+	else
+		snprintf(buf, len, "%s", usm_wait_mode_name(i->wait_mode));
+	return buf;
+}
+
 void cli_print_stats(FILE *f, const struct usm_msg_stats_reply *r)
 {
+	char mode[32];
+
 	const struct usm_stat_instance *i = &r->inst;
 	uint64_t used = i->frames_total - i->frames_free;
 
 	fprintf(f, "instance %s (pid %d, up %.1f s): %u worker(s), %s, policy %s (active %s), oom %s\n",
 		i->name, i->pid, (double)i->uptime_ns / 1e9, i->workers,
-		i->spinning ? "spinning" : "blocking", i->default_policy, i->active_policy, i->oom);
+		wait_mode_text(i, mode, sizeof(mode)), i->default_policy, i->active_policy, i->oom);
 	fprintf(f, "  budget   %llu frames of %llu B (%llu MiB): %llu in use (%.1f%%), peak %llu\n",
 		(unsigned long long)i->frames_total, (unsigned long long)i->page_size,
 		(unsigned long long)(i->frames_total * i->page_size >> 20),
@@ -211,9 +224,10 @@ void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)
 	fprintf(f, "{\"instance\":");
 	json_string(f, i->name, sizeof(i->name));
 	fprintf(f, ",\"pid\":%d,\"uptime_s\":%.3f,\"workers\":%u,\"mode\":\"%s\","
-		"\"page_size\":%llu,\"memory_frames\":%llu,\"frames_free\":%llu,"
+		"\"spin_us\":%u,\"page_size\":%llu,\"memory_frames\":%llu,\"frames_free\":%llu,"
 		"\"default_policy\":", i->pid, (double)i->uptime_ns / 1e9, i->workers,
-		i->spinning ? "spinning" : "blocking", (unsigned long long)i->page_size,
+		usm_wait_mode_name(i->wait_mode), i->wait_mode == USM_WAIT_HYBRID ? i->spin_us : 0,
+		(unsigned long long)i->page_size,
 		(unsigned long long)i->frames_total, (unsigned long long)i->frames_free);
 	json_string(f, i->default_policy, sizeof(i->default_policy));
 	fprintf(f, ",\"active_policy\":");

@@ -42,6 +42,8 @@ void usm_config_defaults(struct usm_config *cfg)
 	cfg->memory_mib = 4096;
 	cfg->workers = 1;
 	cfg->copiers = 1;
+	cfg->wait_mode = USM_WAIT_HYBRID;
+	cfg->spin_us = USM_SPIN_US_DEFAULT;
 	cfg->page_size = 4096;
 	cfg->oom = USM_OOM_KERNEL;
 	snprintf(cfg->default_policy, sizeof(cfg->default_policy), "first_fit");
@@ -139,14 +141,37 @@ static int d_page(struct parse_ctx *pc, int argc, char **argv)
 	return 0;
 }
 
+const char *usm_wait_mode_name(enum usm_wait_mode m)
+{
+	switch (m) {
+	case USM_WAIT_BLOCKING: return "blocking";
+	case USM_WAIT_SPINNING: return "spinning";
+	case USM_WAIT_HYBRID:   return "hybrid";
+	}
+	return "?";
+}
+
 static int d_mode(struct parse_ctx *pc, int argc, char **argv)
 {
+	long long us = USM_SPIN_US_DEFAULT;
+	enum usm_wait_mode m;
+
 	if (!strcmp(argv[1], "blocking"))
-		pc->cfg->spinning = false;
+		m = USM_WAIT_BLOCKING;
 	else if (!strcmp(argv[1], "spinning"))
-		pc->cfg->spinning = true;
+		m = USM_WAIT_SPINNING;
+	else if (!strcmp(argv[1], "hybrid"))
+		m = USM_WAIT_HYBRID;
 	else
-		return fail(pc, "mode: expected 'blocking' or 'spinning', got '%s'", argv[1]);
+		return fail(pc, "mode: expected 'blocking', 'spinning' or 'hybrid', got '%s'",
+			    argv[1]);
+	if (argc > 2 && m != USM_WAIT_HYBRID)
+		return fail(pc, "mode %s takes no argument (only 'hybrid <us>' does), got '%s'",
+			    argv[1], argv[2]);
+	if (argc > 2 && parse_num(pc, "mode hybrid <us>", argv[2], 1, USM_SPIN_US_MAX, &us))
+		return -1;
+	pc->cfg->wait_mode = m;
+	pc->cfg->spin_us = (unsigned)us;
 	return 0;
 }
 
@@ -365,7 +390,7 @@ static const struct directive directives[] = {
 	{ "workers",   1, 1, "workers <n>", d_workers },
 	{ "copiers",   1, 1, "copiers <n>", d_copiers },
 	{ "page",      1, 1, "page <bytes>", d_page },
-	{ "mode",      1, 1, "mode blocking|spinning", d_mode },
+	{ "mode",      1, 2, "mode blocking|spinning|hybrid [us]", d_mode },
 	{ "oom",       1, 1, "oom kernel|kill|wait", d_oom },
 	{ "host",      1, 1, "host daemon|inline", d_host },
 	{ "policy",    1, 1, "policy <name>", d_policy },

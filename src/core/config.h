@@ -14,7 +14,9 @@
  *   threshold <pct> <policy>         default alloc policy once budget use >= pct
  * and USM extensions:
  *   policy <name>                    default allocation policy
- *   mode blocking|spinning           how workers wait for faults
+ *   mode blocking|spinning|hybrid [us]
+ *                                    how workers wait for faults (hybrid:
+ *                                    poll for us after each event, 50)
  *   copiers <n>                      threads that map windows for the
  *                                    workers when faults queue up (0-64, 1)
  *   host daemon|inline               where faults are handled by default
@@ -87,13 +89,25 @@ struct usm_cfg_trace {
 	char path[256];
 };
 
+/* How a worker waits for its next event (see core/worker.c). */
+enum usm_wait_mode {
+	USM_WAIT_BLOCKING,          /* sleep in epoll_wait */
+	USM_WAIT_SPINNING,          /* poll it all the time */
+	USM_WAIT_HYBRID,            /* poll for spin_us after each event, then sleep */
+};
+#define USM_SPIN_US_DEFAULT 50
+#define USM_SPIN_US_MAX 100000
+
+const char *usm_wait_mode_name(enum usm_wait_mode m);
+
 struct usm_config {
 	char source[256];           /* file name, for messages */
 	uint64_t memory_mib;
 	unsigned workers;
 	unsigned copiers;
 	uint64_t page_size;
-	bool spinning;
+	enum usm_wait_mode wait_mode;
+	unsigned spin_us;           /* hybrid: poll this long after an event */
 	bool inline_host;
 	enum usm_oom_action oom;
 	char default_policy[USM_NAME_MAX];

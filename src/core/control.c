@@ -288,7 +288,8 @@ static size_t fill_stats(struct usm_instance *inst, struct usm_msg_stats_reply *
 	snprintf(si->name, sizeof(si->name), "%s", inst->name);
 	si->pid = getpid();
 	si->workers = inst->nworkers;
-	si->spinning = inst->cfg.spinning;
+	si->wait_mode = inst->cfg.wait_mode;
+	si->spin_us = inst->cfg.spin_us;
 	si->uptime_ns = usm_now_ns() - inst->start_ns;
 	si->page_size = inst->cfg.page_size;
 	si->frames_total = inst->nframes;

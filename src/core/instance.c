@@ -148,7 +148,7 @@ int usm_instance_run(struct usm_instance *inst)
 	}
 	usm_log(USM_LOG_INFO, "instance %s: %llu MiB, %u worker(s) (%s), policy %s, socket %s",
 		inst->name, (unsigned long long)inst->cfg.memory_mib, inst->nworkers,
-		inst->cfg.spinning ? "spinning" : "blocking", inst->default_policy->name,
+		usm_wait_mode_name(inst->cfg.wait_mode), inst->default_policy->name,
 		inst->sock_path);
 	rc = usm_control_loop(inst);
 	inst->stopping = true;

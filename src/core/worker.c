@@ -5,7 +5,12 @@
  * Each worker owns an epoll set with, per process, its userfaultfd, its
  * agent socket (PING, and EOF on exit or exec) and its pidfd (exit).
  * Blocking workers sleep in epoll_wait; spinning workers poll it with a
- * zero timeout, trading a core for the wake-up latency.
+ * zero timeout, trading a core for the wake-up latency.  Hybrid workers
+ * (the default) poll for spin_us after each event and sleep once that
+ * passes quietly: a program that faults in bursts (a scan, a swap-in
+ * every few microseconds) finds its worker awake, which saves the
+ * wake-up of a sleeping thread on every fault, and an idle instance
+ * costs nothing.
  */
 #include "core/instance.h"
 
@@ -116,15 +121,27 @@ static void free_dead(struct usm_process **dead, int n)
 		usm_process_put(dead[i]);
 }
 
+/* epoll_wait's timeout: 0 polls, -1 sleeps until an event. */
+static int wait_timeout(const struct usm_worker *w, uint64_t last_event_ns)
+{
+	const struct usm_config *cfg = &w->inst->cfg;
+
+	if (cfg->wait_mode == USM_WAIT_SPINNING)
+		return 0;
+	if (cfg->wait_mode == USM_WAIT_HYBRID &&
+	    usm_now_ns() - last_event_ns < (uint64_t)cfg->spin_us * 1000)
+		return 0;
+	return w->npending ? PENDING_RETRY_MS : -1;
+}
+
 static void *worker_main(void *arg)
 {
 	struct usm_worker *w = arg;
 	struct epoll_event ev[EVENTS_PER_WAIT];
-	bool spin = w->inst->cfg.spinning;
+	uint64_t last_event_ns = 0;
 
 	while (!w->inst->stopping) {
-		int timeout = spin ? 0 : w->npending ? PENDING_RETRY_MS : -1;
-		int n = epoll_wait(w->epfd, ev, EVENTS_PER_WAIT, timeout);
+		int n = epoll_wait(w->epfd, ev, EVENTS_PER_WAIT, wait_timeout(w, last_event_ns));
 		struct usm_process *dead[EVENTS_PER_WAIT];
 		int ndead = 0;
 
@@ -132,6 +149,8 @@ static void *worker_main(void *arg)
 			usm_log(USM_LOG_ERROR, "worker %u: epoll_wait: %s", w->id, strerror(errno));
 			break;
 		}
+		if (n > 0 && w->inst->cfg.wait_mode == USM_WAIT_HYBRID)
+			last_event_ns = usm_now_ns();
 		for (int i = 0; i < n; i++) {
 			struct usm_watch *watch = ev[i].data.ptr;
 			struct usm_process *p = watch->proc;

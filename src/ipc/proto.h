@@ -135,7 +135,8 @@ struct usm_stat_instance {
 	char name[64];
 	int32_t pid;
 	uint32_t workers;
-	uint32_t spinning;
+	uint32_t wait_mode;             /* enum usm_wait_mode */
+	uint32_t spin_us;               /* hybrid: poll time after an event */
 	uint32_t nprocs;                /* entries following */
 	uint64_t uptime_ns;
 	uint64_t page_size;

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 need_prog "$TORTURE"
 
-start_daemon w2 -o 'workers 2'
+start_daemon w2 -o 'workers 2' -o 'mode blocking'
 run_limited 45 "$T/out" "$USM" run -i w2 -- "${PIDWRAP[@]}" "$T/main.pid" "$TORTURE" all
 assert_status 0 "$RC" "usm run -i w2 -- usm_torture all" "$T/out" "$T/out.err" "$T/usmd-w2.log"
 assert_grep "$T/out" '^torture: all: OK$' "torture reports all: OK"

@@ -17,7 +17,7 @@ prog=$(cat "$T/prog.pid")
 "$USM" stat -i st >"$T/stat.txt" 2>"$T/stat.err"
 assert_status 0 $? "usm stat -i st" "$T/stat.txt" "$T/stat.err"
 cat "$T/stat.txt"
-assert_grep "$T/stat.txt" "^instance st \(pid $dpid, up [0-9.]+ s\): 1 worker\(s\), blocking, policy first_fit" "usm stat: instance header"
+assert_grep "$T/stat.txt" "^instance st \(pid $dpid, up [0-9.]+ s\): 1 worker\(s\), hybrid \(50 us\), policy first_fit" "usm stat: instance header"
 assert_grep "$T/stat.txt" "^  budget   262144 frames of 4096 B \(1024 MiB\)" "usm stat: budget line"
 assert_grep "$T/stat.txt" "^ +$prog usm_memwriter +[a-z_()]+ +live +[0-9]+ +[0-9]+ +[0-9]+ " "usm stat: the live process is listed"
 # usm stat with no -i lists every instance of the runtime directory

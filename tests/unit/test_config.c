@@ -74,7 +74,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.memory_mib, 4096);
 	assert_int_equal(cfg.workers, 1);
 	assert_int_equal(cfg.page_size, 4096);
-	assert_false(cfg.spinning);
+	assert_int_equal(cfg.wait_mode, USM_WAIT_HYBRID);
+	assert_int_equal(cfg.spin_us, 50);
 	assert_int_equal(cfg.oom, USM_OOM_KERNEL);
 	assert_string_equal(cfg.default_policy, "first_fit");
 	assert_int_equal(cfg.default_policy_line, 0);
@@ -140,7 +141,7 @@ static void test_full(void **state)
 	assert_int_equal(cfg.memory_mib, 1024);
 	assert_int_equal(cfg.workers, 64);
 	assert_int_equal(cfg.page_size, 4096);
-	assert_true(cfg.spinning);
+	assert_int_equal(cfg.wait_mode, USM_WAIT_SPINNING);
 	assert_int_equal(cfg.oom, USM_OOM_WAIT);
 	assert_string_equal(cfg.default_policy, "batch");
 	assert_int_equal(cfg.default_policy_line, 9);
@@ -216,15 +217,24 @@ static void test_values(void **state)
 	parse_ok(&cfg, "memory 1\nworkers 1\nmode blocking\noom kernel\n");
 	assert_int_equal(cfg.memory_mib, 1);
 	assert_int_equal(cfg.workers, 1);
-	assert_false(cfg.spinning);
+	assert_int_equal(cfg.wait_mode, USM_WAIT_BLOCKING);
 	assert_int_equal(cfg.oom, USM_OOM_KERNEL);
+	usm_config_free(&cfg);
+
+	parse_ok(&cfg, "mode hybrid\n");
+	assert_int_equal(cfg.wait_mode, USM_WAIT_HYBRID);
+	assert_int_equal(cfg.spin_us, 50);
+	usm_config_free(&cfg);
+	parse_ok(&cfg, "mode hybrid 200\n");
+	assert_int_equal(cfg.wait_mode, USM_WAIT_HYBRID);
+	assert_int_equal(cfg.spin_us, 200);
 	usm_config_free(&cfg);
 
 	/* `oom kill`: usm_oom_default kills a victim and retries */
 	parse_ok(&cfg, "memory 1073741824\noom kill\nmode spinning\nmode blocking\n");
 	assert_int_equal(cfg.memory_mib, 1ull << 30);
 	assert_int_equal(cfg.oom, USM_OOM_RETRY);
-	assert_false(cfg.spinning);
+	assert_int_equal(cfg.wait_mode, USM_WAIT_BLOCKING);
 	usm_config_free(&cfg);
 
 	parse_ok(&cfg, "priority a -2147483648\npriority b 2147483647\npriority c +4\n"
@@ -352,8 +362,8 @@ static void test_arg_count(void **state)
 		{ "workers 1 # 2\nworkers 1 2", "workers <n>" },
 		{ "page", "page <bytes>" },
 		{ "page 4096 4096", "page <bytes>" },
-		{ "mode", "mode blocking|spinning" },
-		{ "mode blocking spinning", "mode blocking|spinning" },
+		{ "mode", "mode blocking|spinning|hybrid [us]" },
+		{ "mode hybrid 50 60", "mode blocking|spinning|hybrid [us]" },
 		{ "oom", "oom kernel|kill|wait" },
 		{ "oom kill wait", "oom kernel|kill|wait" },
 		{ "policy", "policy <name>" },
@@ -402,6 +412,8 @@ static void test_out_of_range(void **state)
 		     "memory <MiB>: 1073741825 is out of range [1, 1073741824]");
 	expect_error("workers 0", 1, "workers <n>: 0 is out of range [1, 64]");
 	expect_error("workers 65", 1, "workers <n>: 65 is out of range [1, 64]");
+	expect_error("mode hybrid 0", 1, "mode hybrid <us>: 0 is out of range [1, 100000]");
+	expect_error("mode hybrid 5us", 1, "mode hybrid <us>: expected a whole number, got '5us'");
 	expect_error("threshold 0 batch", 1,
 		     "threshold <pct> <policy>: 0 is out of range [1, 100]");
 	expect_error("threshold 101 batch", 1,
@@ -431,9 +443,14 @@ static void test_page(void **state)
 
 static void test_bad_words(void **state)
 {
-	expect_error("mode fast", 1, "mode: expected 'blocking' or 'spinning', got 'fast'");
+	expect_error("mode fast", 1,
+		     "mode: expected 'blocking', 'spinning' or 'hybrid', got 'fast'");
 	expect_error("mode Blocking", 1,
-		     "mode: expected 'blocking' or 'spinning', got 'Blocking'");
+		     "mode: expected 'blocking', 'spinning' or 'hybrid', got 'Blocking'");
+	expect_error("mode blocking spinning", 1,
+		     "mode blocking takes no argument (only 'hybrid <us>' does), got 'spinning'");
+	expect_error("mode spinning 50", 1,
+		     "mode spinning takes no argument (only 'hybrid <us>' does), got '50'");
 	expect_error("oom panic", 1, "oom: expected 'kernel', 'kill' or 'wait', got 'panic'");
 	expect_error("oom retry", 1, "oom: expected 'kernel', 'kill' or 'wait', got 'retry'");
 	expect_error("process heap foo batch", 1,
@@ -623,7 +640,7 @@ static void test_load(void **state)
 	assert_string_equal(cfg.source, path);
 	assert_int_equal(cfg.memory_mib, 32);
 	assert_int_equal(cfg.workers, 3);
-	assert_true(cfg.spinning);
+	assert_int_equal(cfg.wait_mode, USM_WAIT_SPINNING);
 	usm_config_free(&cfg);
 
 	/* an error names the file */
