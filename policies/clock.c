@@ -11,7 +11,7 @@
  * mapped "referenced", so a new page survives the hand's first pass.
  *
  * Swap-in prefetch: `set clock.prefetch N` (a power of two) pages, the
- * aligned group around the fault (default 1), or `auto`, readahead that
+ * aligned group around the fault, or `auto` (the default), readahead that
  * follows sequential streams (usm_swap_readahead).
  */
 #include <usm/usm.h>

@@ -5,8 +5,9 @@
  * Pages leave memory in the order they arrived, whatever their use: the
  * cheapest policy to run and the baseline the others are measured
  * against.  Swap-in prefetch: `set fifo.prefetch N` pages around the
- * fault (an aligned group of N, a power of two, default 1), or `auto`,
- * readahead that follows sequential streams (usm_swap_readahead).
+ * fault (an aligned group of N, a power of two; 1 is demand paging), or
+ * `auto` (the default), readahead that follows sequential streams
+ * (usm_swap_readahead).
  */
 #include <usm/usm.h>
 

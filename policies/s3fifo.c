@@ -27,8 +27,8 @@
  * that can never count again (further back than the whole budget), which
  * keeps membership independent of when the table happens to be rebuilt.
  *
- * Swap-in prefetch: `set s3fifo.prefetch N` (a power of two, default 1)
- * or `auto` (readahead that follows sequential streams).
+ * Swap-in prefetch: `set s3fifo.prefetch N` (a power of two) or `auto`
+ * (the default: readahead that follows sequential streams).
  */
 #include <usm/usm.h>
 

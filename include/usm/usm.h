@@ -367,9 +367,9 @@ struct usm_swap_policy_ops {
  * sequential scan soon comes back max pages per fault.
  *
  * usm_prefetch_init/usm_prefetch_pages give a policy the standard knobs:
- * `set <policy>.prefetch N` (a fixed group of N, a power of two; default
- * 1) or `auto` (usm_swap_readahead), and `set <policy>.readahead_max N`
- * (default 64).  usm_prefetch_init logs what is
+ * `set <policy>.prefetch N` (a fixed group of N, a power of two; 1 is
+ * demand paging) or `auto` (usm_swap_readahead, the default), and
+ * `set <policy>.readahead_max N` (default 64).  usm_prefetch_init logs what is
  * wrong and returns USM_EINVAL on a bad value.
  */
 struct usm_prefetch {

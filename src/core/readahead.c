@@ -87,7 +87,7 @@ int usm_prefetch_init(struct usm_prefetch *pf, const char *policy)
 
 	snprintf(key, sizeof(key), "%s.prefetch", policy);
 	v = usm_config_get(key);
-	pf->fixed = v ? 0 : 1;          /* default: demand paging */
+	pf->fixed = 0;                  /* default: readahead */
 	if (v && strcmp(v, "auto")) {
 		n = usm_config_get_int(key, 1, &err);
 		if (err)
