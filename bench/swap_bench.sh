@@ -44,9 +44,9 @@
 #   usm-D-P          USM on device D (file, zmem) with -o 'swap_policy P',
 #                    P = fifo, clock, s3fifo
 #   usm-D[-P]-pfN    ... and swap-in prefetch: -o 'set P.prefetch N'
-#                    (P = fifo when not given), N = 8, 64, or auto
-#                    (readahead on sequential streams); without it the
-#                    policy's default, 1 (demand paging)
+#                    (P = fifo when not given), N = 1 (demand paging),
+#                    8, 64, or auto (readahead on sequential streams);
+#                    without it the policy's default, auto
 # Only one swap area is active at a time, and only during its variant's run.
 # Every system setting (swap areas, zram, the cgroup, the swap files) is
 # undone after each run and on any exit (trap), also on Ctrl-C.  A USM
@@ -68,7 +68,7 @@ POLICIES=(fifo clock s3fifo)
 ALL_VARIANTS=(kernel-swapfile kernel-zram usm-file usm-zmem)
 for d in file zmem; do
 	for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p"); done
-	for n in 8 64 auto; do
+	for n in 1 8 64 auto; do
 		ALL_VARIANTS+=("usm-$d-pf$n")
 		for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p-pf$n"); done
 	done
@@ -189,8 +189,8 @@ variant_what() {
 	case "$1" in
 	kernel-swapfile) echo "kernel: cgroup v1 memory limit, swap file on the repository's filesystem" ;;
 	kernel-zram)     echo "kernel: cgroup v1 memory limit, swap on /dev/zram0 (lz4)" ;;
-	usm-file)        echo "USM: file swap device (io_uring), default eviction policy" ;;
-	usm-zmem)        echo "USM: compressed in-memory swap device (lz4), default eviction policy" ;;
+	usm-file)        echo "USM: file swap device (io_uring), default eviction policy (fifo, readahead)" ;;
+	usm-zmem)        echo "USM: compressed in-memory swap device (lz4), default eviction policy (fifo, readahead)" ;;
 	usm-*)
 		usm_variant_parts "$1"
 		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}" ;;
