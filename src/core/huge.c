@@ -228,6 +228,7 @@ static bool delegate(struct usm_process *p, uint64_t dst, bool hold, bool faulte
 	atomic_store(&pool->req_head, head + 1);
 	atomic_fetch_add(&pool->kick, 1);
 	syscall(SYS_futex, &pool->kick, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	usm_worker_leave_cpu();
 	usm_count(&p->c.huge_pages, 1);
 	usm_count(&usm_inst->c.huge_pages, 1);
 	return true;

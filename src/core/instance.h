@@ -236,6 +236,11 @@ void usm_fault_drop_entry(struct usm_process *p, uint64_t va);
 /* Lock not held: give back the planned pages of [from, to). */
 void usm_fault_unplan(struct usm_process *p, uint64_t from, uint64_t to);
 
+/* worker.c: the fault being handled was passed to a thread of the process
+ * (the agent's 2 MiB pool), which needs a CPU to finish it: a hybrid
+ * worker sleeps after this batch instead of polling. */
+void usm_worker_leave_cpu(void);
+
 /* copier.c: copies handed over by workers (see there). */
 struct usm_copy_queue;
 struct usm_copy_run { uint64_t from, to; };

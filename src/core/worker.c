@@ -121,6 +121,14 @@ static void free_dead(struct usm_process **dead, int n)
 		usm_process_put(dead[i]);
 }
 
+/* Set while a worker handles a batch whose work another thread finishes. */
+static __thread bool leave_cpu;
+
+void usm_worker_leave_cpu(void)
+{
+	leave_cpu = true;
+}
+
 /* epoll_wait's timeout: 0 polls, -1 sleeps until an event. */
 static int wait_timeout(const struct usm_worker *w, uint64_t last_event_ns)
 {
@@ -149,8 +157,6 @@ static void *worker_main(void *arg)
 			usm_log(USM_LOG_ERROR, "worker %u: epoll_wait: %s", w->id, strerror(errno));
 			break;
 		}
-		if (n > 0 && w->inst->cfg.wait_mode == USM_WAIT_HYBRID)
-			last_event_ns = usm_now_ns();
 		for (int i = 0; i < n; i++) {
 			struct usm_watch *watch = ev[i].data.ptr;
 			struct usm_process *p = watch->proc;
@@ -162,6 +168,12 @@ static void *worker_main(void *arg)
 				dead[ndead++] = p;
 		}
 		free_dead(dead, ndead);
+		/* Poll after this batch unless a thread of the process has
+		 * to finish it: on a small machine the polling would take
+		 * the CPU that thread needs. */
+		if (n > 0 && w->inst->cfg.wait_mode == USM_WAIT_HYBRID)
+			last_event_ns = leave_cpu ? 0 : usm_now_ns();
+		leave_cpu = false;
 		take_inbox(w);
 		if (w->npending)
 			usm_retry_pending(w);
