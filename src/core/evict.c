@@ -143,8 +143,12 @@ static int chan_create(struct usm_process *p)
 		close(fd);
 		return -ENOMEM;
 	}
-	p->chan = c;
+	/* The process is in the table already: the reclaimer looks for
+	 * processes with a channel under procs_lock. */
+	pthread_mutex_lock(&usm_inst->procs_lock);
 	p->chan_fd = fd;
+	p->chan = c;
+	pthread_mutex_unlock(&usm_inst->procs_lock);
 	return 0;
 }
 
