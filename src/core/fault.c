@@ -642,7 +642,12 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 	}
 	v = usm_pagemap_get(&p->pm, ev.vaddr);
 	if (v && !usm_pm_is_swap(v) && v->state == USM_PAGE_MAPPED) {
-		bool pending = usm_huge_pending(p, ev.vaddr);
+		/* Planned by another thread of an in-process host and maybe
+		 * not copied yet: a probe now would map a zero page under
+		 * its copy, which then fails with EEXIST and gives back a
+		 * frame that is in use.  Wait for it. */
+		bool pending = usm_huge_pending(p, ev.vaddr) ||
+			       (p->inline_host && usm_inline_mapping(w, ev.vaddr));
 
 		pthread_mutex_unlock(&usm_inst->lock);
 		if (pending)
@@ -658,10 +663,16 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		pthread_mutex_lock(&usm_inst->lock);
 	}
 	act = plan_fault(w, &ev);
+	if (p->inline_host && w->plan_n)
+		atomic_store(&w->mapping_region, usm_region_of(ev.vaddr));
 	pthread_mutex_unlock(&usm_inst->lock);
 
-	if (w->plan_n)
-		return map_plan(w, p, ev.vaddr);
+	if (w->plan_n) {
+		enum usm_fault_result r = map_plan(w, p, ev.vaddr);
+
+		atomic_store(&w->mapping_region, 0);
+		return r;
+	}
 	if (act == USM_OOM_KERNEL)
 		return oom_to_kernel(p, ev.vaddr);
 	return USM_FAULT_RETRY;

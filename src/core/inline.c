@@ -52,6 +52,16 @@ static void drop_slot(struct usm_worker *w)
 	atomic_store(&busy[w - slots], 0);
 }
 
+bool usm_inline_mapping(const struct usm_worker *self_slot, uint64_t va)
+{
+	uint64_t region = usm_region_of(va);
+
+	for (int i = 0; i < NSLOTS; i++)
+		if (&slots[i] != self_slot && atomic_load(&slots[i].mapping_region) == region)
+			return true;
+	return false;
+}
+
 /* Change how many frames this host may hold, through the instance. */
 static void lease(int64_t delta)
 {

@@ -134,6 +134,9 @@ struct usm_worker {
 	uint64_t fault_t0;                 /* when the fault being handled was read */
 	uint32_t fault_tid;                /* and its thread, 0: unknown */
 	bool handed;                       /* its window went to a copier */
+	/* In-process host: the 2 MiB region whose planned window this slot
+	 * is mapping (set under inst->lock when planned), 0: none. */
+	_Atomic uint64_t mapping_region;
 	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
 };
 
@@ -235,6 +238,16 @@ enum usm_oom_action usm_fault_oom(struct usm_event *ev);
 void usm_fault_drop_entry(struct usm_process *p, uint64_t va);
 /* Lock not held: give back the planned pages of [from, to). */
 void usm_fault_unplan(struct usm_process *p, uint64_t from, uint64_t to);
+
+/* The largest window's aligned region (2 MiB) that holds va. */
+static inline uint64_t usm_region_of(uint64_t va)
+{
+	return va & ~((uint64_t)USM_RESOLVE_MAX * usm_inst->cfg.page_size - 1);
+}
+
+/* inline.c: is another thread of this (in-process) host mapping a
+ * window planned in va's 2 MiB region? */
+bool usm_inline_mapping(const struct usm_worker *self_slot, uint64_t va);
 
 /* worker.c: the fault being handled was passed to a thread of the process
  * (the agent's 2 MiB pool), which needs a CPU to finish it: a hybrid
