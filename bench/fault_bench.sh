@@ -25,12 +25,15 @@
 #   uffd-raw-16     fault_bench uffd-raw-16: handler in poll(), COPY 64 KiB
 #   usm-4k          usm run (first_fit, blocking workers) -- fault_bench touch
 #   usm-4k-spin     usm run (first_fit, spinning workers) -- fault_bench touch
+#   usm-4k-hybrid   usm run (first_fit, hybrid workers: the default, polling
+#                   50 us after each event) -- fault_bench touch
 #   uffd-raw-sigbus fault_bench uffd-raw-sigbus: UFFD_FEATURE_SIGBUS, the
 #                   faulting thread copies its own page (the in-thread limit)
 #   usm-4k-inline   usm run --inline (first_fit)          -- fault_bench touch
 #   usm-batch16-inline usm run --inline (batch, 16 pages) -- fault_bench touch
 #   usm-batch16     usm run (batch policy, 16 pages)      -- fault_bench touch
 #   usm-batch16-spin  the same with spinning workers
+#   usm-batch16-hybrid  the same with hybrid workers
 # A USM mode is skipped ("skipped: usm not built") if $BUILD/bin/usm is absent.
 #
 # Warm-up: on this VM the first touch of guest memory is several times slower,
@@ -50,7 +53,8 @@ BENCH=fault_bench.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_MODES=(kernel uffd-raw uffd-raw-spin uffd-raw-16 uffd-raw-sigbus usm-4k usm-4k-spin
-	   usm-4k-inline usm-batch16 usm-batch16-spin usm-batch16-inline)
+	   usm-4k-hybrid usm-4k-inline usm-batch16 usm-batch16-spin usm-batch16-hybrid
+	   usm-batch16-inline)
 REPS=7
 SIZE_MB=1024
 WARMUP_MB=3072
@@ -117,8 +121,10 @@ write_cfg() {   # write_cfg <mode> <mode-line> <policy> [set-lines...]
 }
 write_cfg usm-4k      blocking first_fit
 write_cfg usm-4k-spin spinning first_fit
+write_cfg usm-4k-hybrid "hybrid 50" first_fit
 write_cfg usm-batch16 blocking batch "set batch.pages 16"
 write_cfg usm-batch16-spin spinning batch "set batch.pages 16"
+write_cfg usm-batch16-hybrid "hybrid 50" batch "set batch.pages 16"
 write_cfg usm-4k-inline blocking first_fit "host inline"
 write_cfg usm-batch16-inline blocking batch "set batch.pages 16" "host inline"
 
@@ -238,7 +244,7 @@ for m in "${MODES[@]}"; do
 	fi
 	# A 4K USM mode faster than the raw spinning-handler limit did not go
 	# through a handler thread at all: the agent probably did not register.
-	if [[ ( "$m" == usm-4k || "$m" == usm-4k-spin ) && -n "$SMED" ]] &&
+	if [[ ( "$m" == usm-4k || "$m" == usm-4k-spin || "$m" == usm-4k-hybrid ) && -n "$SMED" ]] &&
 		awk -v a="$med" -v b="$SMED" 'BEGIN { exit !(a < 0.8 * b) }'; then
 		WARN+=("$m is faster than uffd-raw-spin, the raw handler-thread limit: check that USM really resolved the faults (usm stat)")
 	fi
@@ -356,8 +362,10 @@ if ((DOC)); then
 			uffd-raw-16)   what="as uffd-raw, UFFDIO_COPY of the aligned 16-page (64 KiB) window per fault" ;;
 			usm-4k)        what="USM, policy first_fit, blocking worker" ;;
 			usm-4k-spin)   what="USM, policy first_fit, spinning worker" ;;
+			usm-4k-hybrid) what="USM, policy first_fit, hybrid worker (the default: polls 50 us after each event)" ;;
 			usm-batch16)   what="USM, policy batch, 16 pages per fault" ;;
 			usm-batch16-spin) what="USM, policy batch, 16 pages per fault, spinning worker" ;;
+			usm-batch16-hybrid) what="USM, policy batch, 16 pages per fault, hybrid worker" ;;
 			uffd-raw-sigbus) what="userfaultfd with UFFD_FEATURE_SIGBUS: the faulting thread copies its own 4K page in its SIGBUS handler" ;;
 			usm-4k-inline) what="USM in-process host (host inline), policy first_fit" ;;
 			usm-batch16-inline) what="USM in-process host (host inline), policy batch, 16 pages per fault" ;;
