@@ -75,7 +75,7 @@ void agent_inline_pool(void);
 /* monitor.c: watch the instance; detach when it dies or goes silent. */
 int agent_monitor_start(void);
 /* Start an agent thread (own stack, signals blocked).  0 or -errno. */
-int agent_spawn(void *(*fn)(void *), void *arg);
+int agent_spawn(const char *name, void *(*fn)(void *), void *arg);
 
 /* evict.c: the eviction channel (daemon host with swap devices). */
 /* After a HELLO ACK with USM_ACK_EVICT: receive the channel and devices. */

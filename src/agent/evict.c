@@ -328,7 +328,7 @@ int agent_evict_start(void)
 {
 	if (!chan)
 		return 0;
-	return agent_spawn(evictor, NULL);
+	return agent_spawn("usm-evictor", evictor, NULL);
 }
 
 /* ---- crash safety ------------------------------------------------------- */

@@ -87,8 +87,9 @@ static void *monitor(void *arg)
 #define KERNEL_SIGSET 8
 
 /* A thread of the agent: on a stack the program never registers, with
- * every signal but SIGSYS blocked. */
-int agent_spawn(void *(*fn)(void *), void *arg)
+ * every signal but SIGSYS blocked, and named (at most 15 characters) so
+ * that top -H and perf tell it from the program's own threads. */
+int agent_spawn(const char *name, void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t t;
@@ -122,10 +123,12 @@ int agent_spawn(void *(*fn)(void *), void *arg)
 	pthread_attr_destroy(&attr);
 	if (rc)
 		raw_unmap((void *)stack, STACK_SIZE);
+	else
+		(void)pthread_setname_np(t, name);   /* cosmetic: errors ignored */
 	return -rc;
 }
 
 int agent_monitor_start(void)
 {
-	return agent_spawn(monitor, NULL);
+	return agent_spawn("usm-agent", monitor, NULL);
 }

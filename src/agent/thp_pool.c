@@ -198,6 +198,8 @@ static int start_refiller(bool serves)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&t, &attr, refiller, serves ? pool : NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!rc)
+		(void)pthread_setname_np(t, "usm-thp-refill");
 	pthread_attr_destroy(&attr);
 	return -rc;
 }

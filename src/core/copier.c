@@ -195,6 +195,7 @@ int usm_copiers_start(struct usm_instance *inst)
 			usm_copiers_stop(inst);
 			return -rc;
 		}
+		usm_thread_name(q->threads[q->nthreads], "usm-copier", (int)q->nthreads);
 	}
 	return 0;
 }

@@ -17,6 +17,19 @@
 
 struct usm_instance *usm_inst;
 
+/* So that top -H, perf and gdb tell the instance's threads apart; the
+ * kernel keeps 15 characters, and a failure only costs the name. */
+void usm_thread_name(pthread_t t, const char *base, int index)
+{
+	char name[16];
+
+	if (index < 0)
+		snprintf(name, sizeof(name), "%s", base);
+	else
+		snprintf(name, sizeof(name), "%s%d", base, index);
+	(void)pthread_setname_np(t, name);
+}
+
 /* The process's own policy, or the instance default as switched by the
  * config's `threshold` lines.  p may be NULL.  Lock held. */
 struct usm_policy *usm_instance_policy_of(struct usm_process *p)

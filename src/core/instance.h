@@ -202,6 +202,8 @@ int usm_instance_create_host(struct usm_instance **out, const char *name,
 			     struct usm_config *cfg, const struct usm_inline_host *host,
 			     char *err, size_t errlen);
 int usm_instance_run(struct usm_instance *inst);   /* until stopped */
+/* Name a thread of the instance "<base><index>" (no index if negative). */
+void usm_thread_name(pthread_t t, const char *base, int index);
 void usm_instance_stop(struct usm_instance *inst);
 void usm_instance_destroy(struct usm_instance *inst);
 struct usm_policy *usm_instance_policy_of(struct usm_process *p);

@@ -421,6 +421,7 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 		return -rc;
 	}
 	inst->reclaimer_running = true;
+	usm_thread_name(inst->reclaimer, "usm-reclaim", -1);
 	usm_log(USM_LOG_INFO, "eviction: swap policy %s, %u device(s), watermarks %llu/%llu "
 		"free frames", sp->name, cfg->nswapdevs, (unsigned long long)inst->wm_low,
 		(unsigned long long)inst->wm_high);

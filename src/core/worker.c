@@ -264,6 +264,7 @@ int usm_workers_start(struct usm_instance *inst)
 		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc)
 			return -rc;
+		usm_thread_name(w->thread, "usm-worker", (int)i);
 	}
 	return 0;
 }
