@@ -53,10 +53,10 @@ uint64_t usm_frames_total(void)
 	return usm_inst->nframes;
 }
 
-/* Frames held now: taken from the table and not given back. */
+/* Frames held now: taken from the table and not given back, or lent. */
 static uint64_t frames_used(const struct usm_instance *inst)
 {
-	return inst->next_fresh - inst->nfree;
+	return inst->next_fresh - inst->nfree + inst->lent;
 }
 
 uint64_t usm_frames_free(void)
@@ -100,6 +100,29 @@ static void check_watermark(struct usm_instance *inst)
 {
 	if (inst->swap_policy && usm_frames_free() < inst->wm_low)
 		usm_reclaim_kick(inst);
+}
+
+/*
+ * Lend up to want frames to an in-process host; returns how many.  The
+ * host keeps descriptors of its own, so a lent frame is budget only: a
+ * count, never a descriptor taken from the table.  Taking 73,728
+ * descriptors one by one (the largest lease) kept a faulting thread
+ * waiting for milliseconds.
+ */
+uint64_t usm_frames_lend(uint64_t want)
+{
+	uint64_t n = usm_frames_free();
+
+	if (n > want)
+		n = want;
+	usm_inst->lent += n;
+	check_watermark(usm_inst);
+	return n;
+}
+
+void usm_frames_unlend(uint64_t n)
+{
+	usm_inst->lent -= n;
 }
 
 struct usm_page *usm_frame_take(struct usm_event *ev)

@@ -221,7 +221,6 @@ static int make_self(pid_t pid, const char *comm, int uffd)
 	self->priority = usm_config_priority_for(&usm_inst->cfg, comm);
 	usm_pagemap_init(&self->pm);
 	usm_list_init(&self->link);
-	usm_list_init(&self->leased);
 	usm_list_add_tail(&self->link, &usm_inst->procs);
 	for (int i = 0; i < NSLOTS; i++)
 		slots[i].inst = usm_inst;

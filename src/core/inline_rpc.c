@@ -69,30 +69,18 @@ int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
 }
 
 /* Lend up to want frames (lock held); returns how many. */
-static int64_t lend(struct usm_process *p, int64_t want)
+static int64_t lend(int64_t want)
 {
-	int64_t n = 0;
-
-	for (; n < want; n++) {
-		struct usm_page *pg = usm_frame_take(NULL);
-		if (!pg)
-			break;
-		pg->proc = p;
-		usm_list_add_tail(&pg->list, &p->leased);
-	}
-	return n;
+	return (int64_t)usm_frames_lend((uint64_t)want);
 }
 
+/* Take back up to want of the frames lent to p (lock held). */
 static int64_t take_back(struct usm_process *p, int64_t want)
 {
-	int64_t n = 0;
+	uint64_t n = p->nleased < (uint64_t)want ? p->nleased : (uint64_t)want;
 
-	for (; n < want && !usm_list_empty(&p->leased); n++) {
-		struct usm_page *pg = usm_list_first_entry(&p->leased, struct usm_page, list);
-		usm_list_del(&pg->list);
-		usm_frame_put(pg);
-	}
-	return n;
+	usm_frames_unlend(n);
+	return (int64_t)n;
 }
 
 static void answer_lease(struct usm_process *p, const struct usm_msg_lease *m)
@@ -102,7 +90,7 @@ static void answer_lease(struct usm_process *p, const struct usm_msg_lease *m)
 
 	usm_msg_init(&r.h, USM_MSG_LEASE_REPLY, sizeof(r));
 	pthread_mutex_lock(&usm_inst->lock);
-	n = m->delta > 0 ? lend(p, m->delta) : -take_back(p, -m->delta);
+	n = m->delta > 0 ? lend(m->delta) : -take_back(p, -m->delta);
 	p->nleased += (uint64_t)n;
 	r.granted = n;
 	r.instance_free = usm_frames_free();

@@ -96,8 +96,7 @@ struct usm_process {
 	uint32_t last_tid;                /* thread of its last fault (worker) */
 	uint64_t other_tid_ns;            /* when another thread faulted */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
-	struct usm_list_head leased;      /* inline: frames lent to it */
-	uint64_t nleased;
+	uint64_t nleased;                 /* inline: frames lent to it */
 	struct usm_worker *worker;
 	struct usm_watch w_uffd, w_sock, w_pidfd, w_rpc;
 	struct usm_list_head link;        /* inst->procs, under procs_lock */
@@ -148,6 +147,7 @@ struct usm_instance {
 	/* frames */
 	struct usm_page *frames;
 	uint64_t nframes, nfree, next_fresh;
+	uint64_t lent;                    /* frames lent to in-process hosts */
 	uint64_t cap;                     /* frames this host may hold: nframes,
 					   * or what the in-process host leased */
 	uint64_t *free_stack;
@@ -216,6 +216,8 @@ int usm_frames_init(struct usm_instance *inst);
 void usm_frames_fini(struct usm_instance *inst);
 /* Return a mapped frame of a process to the pool (lock held). */
 void usm_frame_release(struct usm_page *pg);
+uint64_t usm_frames_lend(uint64_t want);
+void usm_frames_unlend(uint64_t n);
 
 /* process.c */
 struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_msg_hello *h,

@@ -91,7 +91,6 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	p->refs = 1;
 	pthread_mutex_init(&p->evict_mu, NULL);
 	p->inline_host = (h->flags & USM_HELLO_INLINE) != 0;
-	usm_list_init(&p->leased);
 
 	pthread_mutex_lock(&inst->lock);
 	struct usm_policy *pol = usm_instance_policy_of(p);

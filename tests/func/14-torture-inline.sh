@@ -18,6 +18,7 @@ for policy in first_fit batch; do
 	json_check "$T/stats.json" "sum(1 for p in procs() if p['inline'] and p['faults'] > 0) >= 5" \
 		"$policy: fork children attached inline too"
 	json_check "$T/stats.json" "d['frames_in_use'] == 0" "$policy: every leased frame came back"
+	json_check "$T/stats.json" "d['frames_free'] == d['memory_frames']" "$policy: the whole budget is free again"
 done
 
 # Threads that fault on the same pages at the same time: a thread must not
