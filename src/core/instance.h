@@ -82,6 +82,8 @@ struct usm_process {
 	pthread_mutex_t evict_mu;         /* the channel: reclaimer vs fork vs fault */
 	struct usm_page *inflight[USM_EVICT_REQS];   /* frame of each request */
 	unsigned ninflight;
+	bool orphaned[USM_EVICT_REQS];    /* its frame has left the request's address */
+	unsigned norphaned;
 	uint64_t *swap_free;              /* free swap-table entries (stack) */
 	uint64_t nswap_free, swap_next;
 	uint32_t layout_seen;             /* the agent's layout markers processed */
