@@ -41,6 +41,13 @@ adv_run fork --mb 64 --threads 2 --forks 24
 # Threads asleep and exited long enough for their descriptors to be
 # swapped out: a child's glibc walks them inside fork.
 adv_run forkidle --mb 64 --threads 4 --forks 8
+assert_grep "$T/forkidle.out" "^adv: descriptor pages out before fork: [1-9]" \
+	"forkidle: descriptor pages were swapped out when it forked"
+# The same with stacks the program allocated (pthread_attr_setstack): the
+# child's glibc does not read those descriptors.
+adv_run forkuser --mb 64 --threads 4 --forks 8
+assert_grep "$T/forkuser.out" "^adv: descriptor pages out before fork: [1-9]" \
+	"forkuser: descriptor pages were swapped out when it forked"
 adv_run cow --mb 64
 
 # A child whose parent exits at once, under a daemon (usm run returns when

@@ -33,6 +33,9 @@
  *             inside fork before any atfork handler runs) are swapped
  *             out; then F forks (default 40), each child checks a sample
  *             of the array and exits;
+ *   forkuser  forkidle with the sleeping threads on stacks the program
+ *             allocates itself (pthread_attr_setstack, from malloc), so
+ *             their descriptors are in managed, evictable memory;
  *   cow       one fork; parent and child then both write the shared
  *             array, each its own generation, and check it;
  *   orphan    one fork after which the parent exits at once; the child
@@ -51,6 +54,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,18 +409,72 @@ static void *quitter(void *arg)
 	return arg;
 }
 
+/* A sleeper on a stack of the program's own, from its (managed) heap. */
+static void *start_on_own_stack(pthread_t *t)
+{
+	size_t size = 256 << 10;
+	void *stack = NULL;
+	pthread_attr_t attr;
+
+	if (posix_memalign(&stack, 4096, size))
+		die("posix_memalign for a thread stack");
+	memset(stack, 0, size);
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, stack, size);
+	if (pthread_create(t, &attr, sleeper, NULL))
+		die("pthread_create on an own stack");
+	pthread_attr_destroy(&attr);
+	return stack;
+}
+
+/* The top page of t's stack, which holds its descriptor.  Asking reads
+ * the descriptor, so ask before the pressure. */
+static char *descriptor_page(pthread_t t)
+{
+	pthread_attr_t attr;
+	void *stack;
+	size_t size;
+
+	if (pthread_getattr_np(t, &attr) || pthread_attr_getstack(&attr, &stack, &size))
+		die("pthread_getattr_np");
+	pthread_attr_destroy(&attr);
+	return (char *)stack + size - PAGE;
+}
+
+/* How many of these pages are not in memory: the hazard forkidle and
+ * forkuser are about. */
+static unsigned pages_out(char *const *pages, unsigned n)
+{
+	unsigned out = 0;
+
+	for (unsigned k = 0; k < n; k++) {
+		unsigned char in_core;
+
+		if (mincore(pages[k], PAGE, &in_core))
+			die("mincore");
+		out += !(in_core & 1);
+	}
+	return out;
+}
+
 /* Forks while threads have been quiet for a long time (see the top). */
-static void fork_idle(pthread_t pressure_thread)
+static void fork_idle(pthread_t pressure_thread, bool own_stacks)
 {
 	pthread_t sleepers[MAX_THREADS], quit;
+	void *stacks[MAX_THREADS] = { 0 };
+	char *tops[MAX_THREADS];
 	int pfd[2];
 
 	if (pipe(pfd))
 		die("pipe");
 	sleep_fd = pfd[0];
 	for (unsigned k = 0; k < nthreads; k++) {
-		if (pthread_create(&sleepers[k], NULL, sleeper, NULL) ||
-		    pthread_create(&quit, NULL, quitter, NULL))
+		if (own_stacks)
+			stacks[k] = start_on_own_stack(&sleepers[k]);
+		else if (pthread_create(&sleepers[k], NULL, sleeper, NULL))
+			die("pthread_create");
+		tops[k] = descriptor_page(sleepers[k]);
+		if (pthread_create(&quit, NULL, quitter, NULL))
 			die("pthread_create");
 		pthread_join(quit, NULL);
 	}
@@ -424,6 +482,8 @@ static void fork_idle(pthread_t pressure_thread)
 		usleep(10000);
 	atomic_store(&stop, 1);
 	pthread_join(pressure_thread, NULL);
+	printf("adv: descriptor pages out before fork: %u of %u\n",
+	       pages_out(tops, nthreads), nthreads);
 	for (unsigned k = 0; k < nforks; k++) {
 		pid_t pid = fork();
 		if (pid < 0)
@@ -438,8 +498,10 @@ static void fork_idle(pthread_t pressure_thread)
 	for (unsigned k = 0; k < nthreads; k++)     /* a byte per sleeper */
 		if (write(pfd[1], "", 1) < 0)
 			die("write");
-	for (unsigned k = 0; k < nthreads; k++)
+	for (unsigned k = 0; k < nthreads; k++) {
 		pthread_join(sleepers[k], NULL);
+		free(stacks[k]);
+	}
 	close(pfd[0]);
 	close(pfd[1]);
 }
@@ -559,7 +621,7 @@ static void blocked(void)
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s dontneed|munmap|mremap|mprotect|signals|fork|forkidle|cow|orphan|"
+	fprintf(stderr, "usage: %s dontneed|munmap|mremap|mprotect|signals|fork|forkidle|forkuser|cow|orphan|"
 		"blocked [--mb N] [--threads K] [--secs S] [--forks F] [--ready R --go G]\n", argv0);
 	exit(2);
 }
@@ -592,7 +654,8 @@ int main(int argc, char **argv)
 	workers = !strcmp(mode, "dontneed") || !strcmp(mode, "munmap") ||
 		  !strcmp(mode, "mremap") || !strcmp(mode, "mprotect") ||
 		  !strcmp(mode, "signals");
-	if (!workers && strcmp(mode, "fork") && strcmp(mode, "forkidle") && strcmp(mode, "cow") &&
+	if (!workers && strcmp(mode, "fork") && strcmp(mode, "forkidle") &&
+	    strcmp(mode, "forkuser") && strcmp(mode, "cow") &&
 	    strcmp(mode, "orphan") && strcmp(mode, "blocked"))
 		usage(argv[0]);
 	if (!mb || !nthreads || nthreads > MAX_THREADS) {
@@ -647,8 +710,8 @@ int main(int argc, char **argv)
 		fork_storm();
 		atomic_store(&stop, 1);
 		pthread_join(pt, NULL);
-	} else if (!strcmp(mode, "forkidle")) {
-		fork_idle(pt);
+	} else if (!strcmp(mode, "forkidle") || !strcmp(mode, "forkuser")) {
+		fork_idle(pt, !strcmp(mode, "forkuser"));
 	} else {
 		usleep(200000);
 		atomic_store(&stop, 1);
