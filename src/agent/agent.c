@@ -119,6 +119,7 @@ void agent_detach(const char *why)
 	/* Pages on swap devices go back in place before the kernel takes
 	 * over: after that a touch would find them empty. */
 	agent_evict_restore();
+	agent_pins_restore();
 	/* Unregistering wakes every thread blocked on a fault in the range;
 	 * the kernel then serves it.  Pages already mapped stay as they are. */
 	agent_maps_walk(false, unregister_entry, NULL);
@@ -374,6 +375,7 @@ static void before_fork(void)
 	struct maps_entry below = { 0 };
 
 	n_fork_ranges = n_fork_tops = 0;
+	agent_pins_fork_prepare();
 	if (atomic_load(&agent.state) == AGENT_ATTACHED)
 		agent_maps_walk(true, snapshot_entry, &below);
 	keep_thread_descriptors();
@@ -390,6 +392,7 @@ static void in_child(void)
 
 	/* Whatever another thread held at fork time is not held here. */
 	atomic_flag_clear(&agent.lock);
+	agent_pins_fork_child();
 	/* The inherited descriptors belong to the parent's attachment. */
 	if (agent.uffd >= 0)
 		close(agent.uffd);

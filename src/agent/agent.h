@@ -103,6 +103,13 @@ struct usm_thp_pool;
 int agent_pool_create(struct usm_thp_pool **out);
 void agent_pool_forget(void);
 
+/* pins.c: threads pinned by mode colocate (struct usm_msg_pin) */
+struct usm_msg_pin;
+void agent_pins_note(const struct usm_msg_pin *m);
+void agent_pins_restore(void);
+void agent_pins_fork_prepare(void);
+void agent_pins_fork_child(void);
+
 /* maps.c: walk /proc/self/maps or smaps without allocating. */
 struct maps_entry {
 	uint64_t start, end;

@@ -50,20 +50,27 @@ static void *monitor(void *arg)
 	(void)arg;
 	while (atomic_load(&agent.state) == AGENT_ATTACHED) {
 		struct pollfd pfd = { .fd = sock, .events = POLLIN };
-		struct usm_msg m;
+		union {
+			struct usm_msg m;
+			struct usm_msg_pin pin;
+		} u;
 		uint64_t t;
 		int r = poll(&pfd, 1, PING_MS);
 
 		if (atomic_load(&agent.state) != AGENT_ATTACHED)
 			break;
 		if (r > 0) {
-			ssize_t n = recv(sock, &m, sizeof(m), MSG_DONTWAIT);
+			ssize_t n = recv(sock, &u, sizeof(u), MSG_DONTWAIT);
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 				agent_detach("the instance went away");
 				break;
 			}
-			if (n > 0 && !usm_msg_check(&m, (size_t)n) && m.type == USM_MSG_PONG)
-				last_pong = now_ms();
+			if (n > 0 && !usm_msg_check(&u, (size_t)n)) {
+				if (u.m.type == USM_MSG_PONG)
+					last_pong = now_ms();
+				else if (u.m.type == USM_MSG_PIN)
+					agent_pins_note(&u.pin);
+			}
 		}
 		t = now_ms();
 		if (t - last_ping >= PING_MS) {

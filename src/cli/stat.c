@@ -107,8 +107,8 @@ static void print_swap(FILE *f, const struct usm_stat_instance *i)
 /* "blocking", "spinning" or "hybrid (50 us)". */
 static const char *wait_mode_text(const struct usm_stat_instance *i, char *buf, size_t len)
 {
-	if (i->wait_mode == USM_WAIT_HYBRID)
-		snprintf(buf, len, "hybrid (%u us)", i->spin_us);
+	if (i->wait_mode == USM_WAIT_HYBRID || i->wait_mode == USM_WAIT_COLOCATE)
+		snprintf(buf, len, "%s (%u us)", usm_wait_mode_name(i->wait_mode), i->spin_us);
 	else
 		snprintf(buf, len, "%s", usm_wait_mode_name(i->wait_mode));
 	return buf;
@@ -226,7 +226,7 @@ void cli_print_stats_json(FILE *f, const struct usm_msg_stats_reply *r)
 	fprintf(f, ",\"pid\":%d,\"uptime_s\":%.3f,\"workers\":%u,\"mode\":\"%s\","
 		"\"spin_us\":%u,\"page_size\":%llu,\"memory_frames\":%llu,\"frames_free\":%llu,"
 		"\"default_policy\":", i->pid, (double)i->uptime_ns / 1e9, i->workers,
-		usm_wait_mode_name(i->wait_mode), i->wait_mode == USM_WAIT_HYBRID ? i->spin_us : 0,
+		usm_wait_mode_name(i->wait_mode), i->wait_mode == USM_WAIT_HYBRID || i->wait_mode == USM_WAIT_COLOCATE ? i->spin_us : 0,
 		(unsigned long long)i->page_size,
 		(unsigned long long)i->frames_total, (unsigned long long)i->frames_free);
 	json_string(f, i->default_policy, sizeof(i->default_policy));

@@ -147,6 +147,7 @@ const char *usm_wait_mode_name(enum usm_wait_mode m)
 	case USM_WAIT_BLOCKING: return "blocking";
 	case USM_WAIT_SPINNING: return "spinning";
 	case USM_WAIT_HYBRID:   return "hybrid";
+	case USM_WAIT_COLOCATE: return "colocate";
 	}
 	return "?";
 }
@@ -162,13 +163,16 @@ static int d_mode(struct parse_ctx *pc, int argc, char **argv)
 		m = USM_WAIT_SPINNING;
 	else if (!strcmp(argv[1], "hybrid"))
 		m = USM_WAIT_HYBRID;
+	else if (!strcmp(argv[1], "colocate"))
+		m = USM_WAIT_COLOCATE;
 	else
-		return fail(pc, "mode: expected 'blocking', 'spinning' or 'hybrid', got '%s'",
-			    argv[1]);
-	if (argc > 2 && m != USM_WAIT_HYBRID)
-		return fail(pc, "mode %s takes no argument (only 'hybrid <us>' does), got '%s'",
-			    argv[1], argv[2]);
-	if (argc > 2 && parse_num(pc, "mode hybrid <us>", argv[2], 1, USM_SPIN_US_MAX, &us))
+		return fail(pc, "mode: expected 'blocking', 'spinning', 'hybrid' or 'colocate', "
+			    "got '%s'", argv[1]);
+	if (argc > 2 && m != USM_WAIT_HYBRID && m != USM_WAIT_COLOCATE)
+		return fail(pc, "mode %s takes no argument (only 'hybrid <us>' and "
+			    "'colocate <us>' do), got '%s'", argv[1], argv[2]);
+	if (argc > 2 && parse_num(pc, m == USM_WAIT_HYBRID ? "mode hybrid <us>" :
+				  "mode colocate <us>", argv[2], 1, USM_SPIN_US_MAX, &us))
 		return -1;
 	pc->cfg->wait_mode = m;
 	pc->cfg->spin_us = (unsigned)us;
@@ -390,7 +394,7 @@ static const struct directive directives[] = {
 	{ "workers",   1, 1, "workers <n>", d_workers },
 	{ "copiers",   1, 1, "copiers <n>", d_copiers },
 	{ "page",      1, 1, "page <bytes>", d_page },
-	{ "mode",      1, 2, "mode blocking|spinning|hybrid [us]", d_mode },
+	{ "mode",      1, 2, "mode blocking|spinning|hybrid [us]|colocate [us]", d_mode },
 	{ "oom",       1, 1, "oom kernel|kill|wait", d_oom },
 	{ "host",      1, 1, "host daemon|inline", d_host },
 	{ "policy",    1, 1, "policy <name>", d_policy },

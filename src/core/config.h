@@ -94,6 +94,8 @@ enum usm_wait_mode {
 	USM_WAIT_BLOCKING,          /* sleep in epoll_wait */
 	USM_WAIT_SPINNING,          /* poll it all the time */
 	USM_WAIT_HYBRID,            /* poll for spin_us after each event, then sleep */
+	USM_WAIT_COLOCATE,          /* run on the CPU of the one thread that faults,
+				     * and sleep; hybrid while several do */
 };
 #define USM_SPIN_US_DEFAULT 50
 #define USM_SPIN_US_MAX 100000
@@ -107,7 +109,7 @@ struct usm_config {
 	unsigned copiers;
 	uint64_t page_size;
 	enum usm_wait_mode wait_mode;
-	unsigned spin_us;           /* hybrid: poll this long after an event */
+	unsigned spin_us;           /* hybrid, colocate: poll this long after an event */
 	bool inline_host;
 	enum usm_oom_action oom;
 	char default_policy[USM_NAME_MAX];

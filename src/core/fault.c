@@ -694,6 +694,8 @@ static void handle_alloc(struct usm_worker *w, struct usm_process *p, uint64_t a
 	w->fault_t0 = t0;
 	w->fault_tid = tid;
 	w->handed = false;
+	if (!retry)
+		usm_place_note(w, p, tid, t0);
 	if (usm_fault_resolve(w, p, addr, flags, tid) == USM_FAULT_RETRY) {
 		add_pending(w, p, addr & page_mask(), flags);
 		return;

@@ -13,6 +13,7 @@
 #define USM_CORE_INSTANCE_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -112,6 +113,25 @@ struct usm_pending {
 	uint32_t flags;
 };
 
+/* Where a worker runs, in mode colocate (core/placement.c). */
+struct usm_placement {
+	cpu_set_t start_mask;              /* the CPUs it may use */
+	int cpu;                           /* pinned there, or -1: start_mask */
+	bool fixed;                        /* the kernel refused: stay put */
+	uint64_t period_start;
+	struct usm_process *proc;          /* the thread that faulted last */
+	uint32_t tid;                      /*   (0: none yet) */
+	uint64_t since;                    /*   and since when only it */
+	bool switched;                     /* another one faulted this period */
+	int stat_fd;                       /* /proc/pid/task/tid/stat, or -1 */
+	pid_t stat_pid;
+	uint32_t stat_tid;
+	struct usm_process *pinned_proc;   /* the thread pinned with the worker */
+	uint32_t pinned_tid;               /*   (0: none) */
+	cpu_set_t thread_mask;             /*   and its own mask, to put back */
+	uint64_t moves;
+};
+
 struct usm_worker {
 	struct usm_instance *inst;
 	unsigned id;
@@ -139,6 +159,7 @@ struct usm_worker {
 	 * is mapping (set under inst->lock when planned), 0: none. */
 	_Atomic uint64_t mapping_region;
 	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
+	struct usm_placement place;
 };
 
 struct usm_instance {
@@ -259,6 +280,14 @@ bool usm_inline_mapping(const struct usm_worker *self_slot, uint64_t va);
  * (the agent's 2 MiB pool), which needs a CPU to finish it: a hybrid
  * worker sleeps after this batch instead of polling. */
 void usm_worker_leave_cpu(void);
+
+/* placement.c */
+void usm_place_init(struct usm_worker *w);
+void usm_place_fini(struct usm_worker *w);
+void usm_place_note(struct usm_worker *w, struct usm_process *p, uint32_t tid, uint64_t now);
+void usm_place_tick(struct usm_worker *w, uint64_t now);
+void usm_place_forget(struct usm_worker *w, struct usm_process *p);
+bool usm_place_colocated(const struct usm_worker *w);
 
 /* copier.c: copies handed over by workers (see there). */
 struct usm_copy_queue;

@@ -197,6 +197,7 @@ void usm_process_teardown(struct usm_process *p)
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->sock, NULL);
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->pidfd, NULL);
 		usm_drop_pending(w, p);
+		usm_place_forget(w, p);
 	}
 
 	if (p->chan)

@@ -129,6 +129,13 @@ void usm_worker_leave_cpu(void)
 	leave_cpu = true;
 }
 
+static bool polls_after_events(const struct usm_worker *w)
+{
+	enum usm_wait_mode m = w->inst->cfg.wait_mode;
+
+	return m == USM_WAIT_HYBRID || (m == USM_WAIT_COLOCATE && !usm_place_colocated(w));
+}
+
 /* epoll_wait's timeout: 0 polls, -1 sleeps until an event. */
 static int wait_timeout(const struct usm_worker *w, uint64_t last_event_ns)
 {
@@ -136,8 +143,7 @@ static int wait_timeout(const struct usm_worker *w, uint64_t last_event_ns)
 
 	if (cfg->wait_mode == USM_WAIT_SPINNING)
 		return 0;
-	if (cfg->wait_mode == USM_WAIT_HYBRID &&
-	    usm_now_ns() - last_event_ns < (uint64_t)cfg->spin_us * 1000)
+	if (polls_after_events(w) && usm_now_ns() - last_event_ns < (uint64_t)cfg->spin_us * 1000)
 		return 0;
 	return w->npending ? PENDING_RETRY_MS : -1;
 }
@@ -147,7 +153,9 @@ static void *worker_main(void *arg)
 	struct usm_worker *w = arg;
 	struct epoll_event ev[EVENTS_PER_WAIT];
 	uint64_t last_event_ns = 0;
+	bool colocate = w->inst->cfg.wait_mode == USM_WAIT_COLOCATE;
 
+	usm_place_init(w);
 	while (!w->inst->stopping) {
 		int n = epoll_wait(w->epfd, ev, EVENTS_PER_WAIT, wait_timeout(w, last_event_ns));
 		struct usm_process *dead[EVENTS_PER_WAIT];
@@ -171,13 +179,16 @@ static void *worker_main(void *arg)
 		/* Poll after this batch unless a thread of the process has
 		 * to finish it: on a small machine the polling would take
 		 * the CPU that thread needs. */
-		if (n > 0 && w->inst->cfg.wait_mode == USM_WAIT_HYBRID)
+		if (n > 0 && colocate)
+			usm_place_tick(w, usm_now_ns());
+		if (n > 0 && polls_after_events(w))
 			last_event_ns = leave_cpu ? 0 : usm_now_ns();
 		leave_cpu = false;
 		take_inbox(w);
 		if (w->npending)
 			usm_retry_pending(w);
 	}
+	usm_place_fini(w);
 	return NULL;
 }
 

@@ -44,6 +44,8 @@ enum usm_msg_type {
 	USM_MSG_EVICT_SETUP,   /* daemon -> agent after ACK, + the channel memfd */
 	USM_MSG_SWAPDEV,       /* daemon -> agent, + one swap device's fd */
 	USM_MSG_FORK_PREPARE,  /* agent -> daemon (own connection), before fork */
+	/* Worker placement (mode colocate): */
+	USM_MSG_PIN,           /* daemon -> agent: a thread was pinned, or let go */
 };
 
 struct usm_msg {
@@ -231,6 +233,19 @@ static inline void usm_pool_release_slot(struct usm_thp_pool *pool, int i, uint6
 	atomic_fetch_add(&pool->kick, 1);
 	raw_syscall6(SYS_futex, (long)&pool->kick, FUTEX_WAKE, INT_MAX, 0, 0, 0);
 }
+
+/*
+ * Mode colocate pins a faulting thread to its worker's CPU.  The agent
+ * keeps the thread's own mask, and puts it back if the instance dies
+ * before it could (agent/monitor.c).
+ */
+#define USM_PIN_MASK_BYTES 128          /* 1024 CPUs */
+struct usm_msg_pin {
+	struct usm_msg h;
+	uint32_t tid;
+	uint32_t pinned;                /* 1: pinned now, 0: its mask is back */
+	uint8_t mask[USM_PIN_MASK_BYTES]; /* the thread's own mask (pinned) */
+};
 
 struct usm_msg_pool_ready {
 	struct usm_msg h;

@@ -87,6 +87,7 @@ static size_t expected_size(uint16_t type)
 	case USM_MSG_EVICT_SETUP: return sizeof(struct usm_msg_evict_setup);
 	case USM_MSG_SWAPDEV:  return sizeof(struct usm_msg_swapdev);
 	case USM_MSG_FORK_PREPARE: return sizeof(struct usm_msg_fork_prepare);
+	case USM_MSG_PIN:      return sizeof(struct usm_msg_pin);
 	default:               return 0;
 	}
 }

@@ -54,7 +54,7 @@ bad_config 1 'threshold 101 first_fit\n' "threshold <pct> <policy>: 101 is out o
 bad_config 1 'page 8192\n' "page <bytes>: only 4096 .*got 8192"
 bad_config 1 'page 4k\n' "page <bytes>: expected a whole number, got '4k'"
 # mode, oom
-bad_config 2 'workers 2\nmode turbo\n' "mode: expected 'blocking', 'spinning' or 'hybrid', got 'turbo'"
+bad_config 2 'workers 2\nmode turbo\n' "mode: expected 'blocking', 'spinning', 'hybrid' or 'colocate', got 'turbo'"
 bad_config 1 'mode hybrid -5\n' "mode hybrid <us>: -5 is out of range \\[1, 100000\\]"
 bad_config 1 'oom panic\n' "oom: expected 'kernel', 'kill' or 'wait', got 'panic'"
 # process kind
@@ -125,7 +125,7 @@ assert_grep "$T/opt2.out" "unknown directive 'nonsense'" "unknown -o directive r
 timeout 10 "$USM" run -o 'mode turbo' -- touch "$T/ran" >"$T/run-o.out" 2>&1
 rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "usm run -o 'mode turbo': status $rc"
-assert_grep "$T/run-o.out" "mode: expected 'blocking', 'spinning' or 'hybrid', got 'turbo'" "usm run -o 'mode turbo' names the problem (status $rc)"
+assert_grep "$T/run-o.out" "mode: expected 'blocking', 'spinning', 'hybrid' or 'colocate', got 'turbo'" "usm run -o 'mode turbo' names the problem (status $rc)"
 [ ! -e "$T/ran" ] || fail "usm run ran the program although its instance could not start"
 ok "the program did not run"
 

@@ -229,6 +229,10 @@ static void test_values(void **state)
 	assert_int_equal(cfg.wait_mode, USM_WAIT_HYBRID);
 	assert_int_equal(cfg.spin_us, 200);
 	usm_config_free(&cfg);
+	parse_ok(&cfg, "mode colocate 30\n");
+	assert_int_equal(cfg.wait_mode, USM_WAIT_COLOCATE);
+	assert_int_equal(cfg.spin_us, 30);
+	usm_config_free(&cfg);
 
 	/* `oom kill`: usm_oom_default kills a victim and retries */
 	parse_ok(&cfg, "memory 1073741824\noom kill\nmode spinning\nmode blocking\n");
@@ -362,8 +366,8 @@ static void test_arg_count(void **state)
 		{ "workers 1 # 2\nworkers 1 2", "workers <n>" },
 		{ "page", "page <bytes>" },
 		{ "page 4096 4096", "page <bytes>" },
-		{ "mode", "mode blocking|spinning|hybrid [us]" },
-		{ "mode hybrid 50 60", "mode blocking|spinning|hybrid [us]" },
+		{ "mode", "mode blocking|spinning|hybrid [us]|colocate [us]" },
+		{ "mode hybrid 50 60", "mode blocking|spinning|hybrid [us]|colocate [us]" },
 		{ "oom", "oom kernel|kill|wait" },
 		{ "oom kill wait", "oom kernel|kill|wait" },
 		{ "policy", "policy <name>" },
@@ -414,6 +418,7 @@ static void test_out_of_range(void **state)
 	expect_error("workers 65", 1, "workers <n>: 65 is out of range [1, 64]");
 	expect_error("mode hybrid 0", 1, "mode hybrid <us>: 0 is out of range [1, 100000]");
 	expect_error("mode hybrid 5us", 1, "mode hybrid <us>: expected a whole number, got '5us'");
+	expect_error("mode colocate 0", 1, "mode colocate <us>: 0 is out of range [1, 100000]");
 	expect_error("threshold 0 batch", 1,
 		     "threshold <pct> <policy>: 0 is out of range [1, 100]");
 	expect_error("threshold 101 batch", 1,
@@ -444,13 +449,13 @@ static void test_page(void **state)
 static void test_bad_words(void **state)
 {
 	expect_error("mode fast", 1,
-		     "mode: expected 'blocking', 'spinning' or 'hybrid', got 'fast'");
+		     "mode: expected 'blocking', 'spinning', 'hybrid' or 'colocate', got 'fast'");
 	expect_error("mode Blocking", 1,
-		     "mode: expected 'blocking', 'spinning' or 'hybrid', got 'Blocking'");
+		     "mode: expected 'blocking', 'spinning', 'hybrid' or 'colocate', got 'Blocking'");
 	expect_error("mode blocking spinning", 1,
-		     "mode blocking takes no argument (only 'hybrid <us>' does), got 'spinning'");
+		     "mode blocking takes no argument (only 'hybrid <us>' and 'colocate <us>' do), got 'spinning'");
 	expect_error("mode spinning 50", 1,
-		     "mode spinning takes no argument (only 'hybrid <us>' does), got '50'");
+		     "mode spinning takes no argument (only 'hybrid <us>' and 'colocate <us>' do), got '50'");
 	expect_error("oom panic", 1, "oom: expected 'kernel', 'kill' or 'wait', got 'panic'");
 	expect_error("oom retry", 1, "oom: expected 'kernel', 'kill' or 'wait', got 'retry'");
 	expect_error("process heap foo batch", 1,
