@@ -44,6 +44,9 @@
 #   usm-adaptive     usm run -P fhp_adaptive
 #   usm-*-inline     the same with `usm run --inline` (faults handled in the
 #                    faulting thread)
+#   usm-4k-colocate, usm-fhp-64-colocate
+#                    the daemon host with -o 'mode colocate' (the worker and
+#                    a thread that faults alone share a CPU; default: hybrid)
 # Each USM variant is first probed with a small run; one whose policy or
 # option does not exist (yet) is reported as "skipped: <variant>: <reason>"
 # and the benchmark goes on with the others.
@@ -64,6 +67,7 @@ FHP_SIZES=(16 32 64 128 256 512)
 ALL_VARIANTS=(kernel-4k kernel-thp kernel-mthp64 usm-4k usm-4k-inline usm-batch16)
 for n in "${FHP_SIZES[@]}"; do ALL_VARIANTS+=("usm-fhp-$n" "usm-fhp-$n-inline"); done
 ALL_VARIANTS+=(usm-2m usm-2m-inline usm-adaptive usm-adaptive-inline)
+ALL_VARIANTS+=(usm-4k-colocate usm-fhp-64-colocate)
 ALL_PATTERNS=(seq rand stride mt mt-rand)
 
 REPS=5
@@ -132,8 +136,10 @@ is_usm() { [[ "$1" == usm-* ]]; }
 # usm_args <variant>: sets UARGS to the `usm run` options of the variant.
 usm_args() {
 	local v=$1 base=${1%-inline}
+	base=${base%-colocate}
 	UARGS=()
 	[[ "$v" == *-inline ]] && UARGS+=(--inline)
+	[[ "$v" == *-colocate ]] && UARGS+=(-o 'mode colocate')
 	case "$base" in
 	usm-4k)       UARGS+=(-P first_fit) ;;
 	usm-batch16)  UARGS+=(-P batch -o 'set batch.pages 16') ;;
@@ -172,7 +178,9 @@ variant_cmd_doc() {
 }
 variant_what() {
 	local v=$1 base=${1%-inline} il=""
+	base=${base%-colocate}
 	[[ "$v" == *-inline ]] && il=", in-thread (--inline)"
+	[[ "$v" == *-colocate ]] && il=", mode colocate"
 	case "$base" in
 	kernel-4k)     echo "kernel anonymous faults, 4K (MADV_NOHUGEPAGE)" ;;
 	kernel-thp)    echo "kernel THP, MADV_HUGEPAGE (2 MiB per fault when aligned)" ;;
@@ -188,7 +196,8 @@ variant_what() {
 # greens), 2 MiB purples, adaptive oranges; the inline twin is darker.
 variant_color() {
 	local v=$1 base=${1%-inline} il=0 i
-	[[ "$v" == *-inline ]] && il=1
+	base=${base%-colocate}
+	[[ "$v" == *-inline || "$v" == *-colocate ]] && il=1
 	local blues=('#c6dbef' '#9ecae1' '#6baed6' '#4292c6' '#2171b5' '#08519c')
 	local greens=('#c7e9c0' '#a1d99b' '#74c476' '#41ab5d' '#238b45' '#006d2c')
 	case "$base" in

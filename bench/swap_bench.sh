@@ -47,6 +47,8 @@
 #                    (P = fifo when not given), N = 1 (demand paging),
 #                    8, 64, or auto (readahead on sequential streams);
 #                    without it the policy's default, auto
+#   usm-...-colocate any USM variant with -o 'mode colocate' (the worker and
+#                    the faulting thread share a CPU; default: mode hybrid)
 # Only one swap area is active at a time, and only during its variant's run.
 # Every system setting (swap areas, zram, the cgroup, the swap files) is
 # undone after each run and on any exit (trap), also on Ctrl-C.  A USM
@@ -73,6 +75,7 @@ for d in file zmem; do
 		for p in "${POLICIES[@]}"; do ALL_VARIANTS+=("usm-$d-$p-pf$n"); done
 	done
 done
+for v in "${ALL_VARIANTS[@]}"; do [[ $v == usm-* ]] && ALL_VARIANTS+=("$v-colocate"); done
 ALL_WORKLOADS=(gups scan zipf)
 
 REPS=5
@@ -149,9 +152,15 @@ swapwork_args() {
 	if [[ -n "$OPS" ]]; then SWARGS+=(--ops "$OPS"); else SWARGS+=(--seconds "$SECONDS_RUN"); fi
 }
 
-# usm_variant_parts usm-D[-P][-pfN]: UDEV, UPOL (or empty), UPF (or empty).
+# usm_variant_parts usm-D[-P][-pfN][-colocate]: UDEV, UPOL (or empty), UPF
+# (or empty), UCOLO (1 or empty).
 usm_variant_parts() {
 	local rest=${1#usm-}
+	UCOLO=
+	if [[ "$rest" == *-colocate ]]; then
+		UCOLO=1
+		rest=${rest%-colocate}
+	fi
 	UDEV=${rest%%-*}
 	rest=${rest#"$UDEV"}
 	rest=${rest#-}
@@ -181,6 +190,7 @@ run_cmd() {
 		esac
 		[[ -n "$UPOL" ]] && CMD+=(-o "swap_policy $UPOL")
 		[[ -n "$UPF" ]] && CMD+=(-o "set ${UPOL:-fifo}.prefetch $UPF")
+		[[ -n "$UCOLO" ]] && CMD+=(-o "mode colocate")
 		[[ -n "$js" ]] && CMD+=(--stats-json "$js")
 		CMD+=(-- "$SW" "${SWARGS[@]}") ;;
 	esac
@@ -193,7 +203,7 @@ variant_what() {
 	usm-zmem)        echo "USM: compressed in-memory swap device (lz4), default eviction policy (fifo, readahead)" ;;
 	usm-*)
 		usm_variant_parts "$1"
-		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}" ;;
+		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}${UCOLO:+, mode colocate}" ;;
 	esac
 }
 # doc_cmd ARGS...: show_cmd without this run's pid and the repository's
@@ -221,6 +231,8 @@ variant_color() {
 	kernel-zram)     echo '#999999' ;;
 	usm-file)        echo '#1f77b4' ;;
 	usm-zmem)        echo '#2ca02c' ;;
+	usm-file-colocate) echo '#6baed6' ;;
+	usm-zmem-colocate) echo '#98df8a' ;;
 	usm-file-fifo)   echo '#9ecae1' ;;
 	usm-file-clock)  echo '#ff7f0e' ;;
 	usm-file-s3fifo) echo '#d62728' ;;
