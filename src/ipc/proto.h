@@ -46,6 +46,7 @@ enum usm_msg_type {
 	USM_MSG_FORK_PREPARE,  /* agent -> daemon (own connection), before fork */
 	/* Worker placement (mode colocate): */
 	USM_MSG_PIN,           /* daemon -> agent: a thread was pinned, or let go */
+	USM_MSG_TYPES_END      /* one past the last type */
 };
 
 struct usm_msg {

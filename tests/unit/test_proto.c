@@ -121,7 +121,7 @@ static void test_msg_check_malformed(void **state)
 			    "size field does not match the message length");
 
 	/* unknown types, with a consistent size */
-	static const uint16_t unknown[] = { 0, USM_MSG_FORK_PREPARE + 1, 100, 0xffff };
+	static const uint16_t unknown[] = { 0, USM_MSG_TYPES_END, 100, 0xffff };
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		usm_msg_init(&u.m, USM_MSG_PING, sizeof(u.m));
 		u.m.type = unknown[i];
@@ -142,6 +142,8 @@ static void test_msg_check_malformed(void **state)
 		{ USM_MSG_SHUTDOWN, sizeof(struct usm_msg) + 4 },
 		{ USM_MSG_STATS_REPLY, sizeof(struct usm_msg) },
 		{ USM_MSG_STATS_REPLY, sizeof(struct usm_msg_stats_reply) - 1 },
+		{ USM_MSG_PIN, sizeof(struct usm_msg) },
+		{ USM_MSG_PIN, sizeof(struct usm_msg_pin) - 1 },
 	};
 	for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
 		memset(&u, 0, sizeof(u));
