@@ -11,7 +11,9 @@
 #include "agent/agent.h"
 #include "ipc/proto.h"
 
+#include <dirent.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -21,7 +23,8 @@
 
 struct pin {
 	uint32_t tid;   /* 0: free */
-	cpu_set_t mask;
+	uint32_t cpu;   /* where the instance pinned it */
+	cpu_set_t mask; /* its own mask */
 };
 
 static struct pin pins[MAX_PINS];
@@ -49,6 +52,7 @@ void agent_pins_note(const struct usm_msg_pin *m)
 			p->tid = 0;
 	} else if (p || (p = find(0))) {
 		p->tid = m->tid;
+		p->cpu = m->cpu;
 		memset(&p->mask, 0, sizeof(p->mask));
 		memcpy(&p->mask, m->mask,
 		       sizeof(p->mask) < sizeof(m->mask) ? sizeof(p->mask) : sizeof(m->mask));
@@ -57,6 +61,28 @@ void agent_pins_note(const struct usm_msg_pin *m)
 			  MAX_PINS, m->tid);
 	}
 	pthread_mutex_unlock(&pins_mu);
+}
+
+/* Threads a pinned thread started were born with its pinned mask: those
+ * still on exactly that CPU get p's own mask too. */
+static void release_children(const struct pin *p)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *d;
+
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		pid_t tid = (pid_t)strtol(d->d_name, NULL, 10);
+		cpu_set_t m;
+
+		if (tid <= 0 || (uint32_t)tid == p->tid || p->cpu >= CPU_SETSIZE ||
+		    sched_getaffinity(tid, sizeof(m), &m) < 0 ||
+		    CPU_COUNT(&m) != 1 || !CPU_ISSET(p->cpu, &m))
+			continue;
+		sched_setaffinity(tid, sizeof(p->mask), &p->mask);
+	}
+	closedir(dir);
 }
 
 /* The instance is gone: every pinned thread gets its own mask back. */
@@ -68,6 +94,7 @@ void agent_pins_restore(void)
 			continue;
 		if (sched_setaffinity((pid_t)pins[i].tid, sizeof(pins[i].mask), &pins[i].mask) < 0)
 			agent_log("cannot give thread %u its CPU mask back", pins[i].tid);
+		release_children(&pins[i]);
 		pins[i].tid = 0;
 	}
 	pthread_mutex_unlock(&pins_mu);

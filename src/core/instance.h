@@ -187,6 +187,9 @@ struct usm_instance {
 
 	struct usm_worker *workers;
 	unsigned nworkers;
+	/* mode colocate: a bit per CPU some worker is pinned to, so that two
+	 * workers never share one (core/placement.c) */
+	_Atomic uint64_t cpu_claims[CPU_SETSIZE / 64];
 	struct usm_copy_queue *copyq;     /* copier threads, or NULL */
 
 	char sock_path[256];

@@ -25,6 +25,7 @@
 #include "core/instance.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -97,7 +98,7 @@ static int thread_cpu(struct usm_placement *pl, const struct usm_process *p, uin
 }
 
 /* Tell p's agent, which puts the mask back itself if we die first. */
-static void tell_agent(const struct usm_process *p, uint32_t tid, bool pinned,
+static void tell_agent(const struct usm_process *p, uint32_t tid, bool pinned, int cpu,
 		       const cpu_set_t *mask)
 {
 	struct usm_msg_pin m;
@@ -105,14 +106,41 @@ static void tell_agent(const struct usm_process *p, uint32_t tid, bool pinned,
 	usm_msg_init(&m.h, USM_MSG_PIN, sizeof(m));
 	m.tid = tid;
 	m.pinned = pinned;
+	m.cpu = cpu < 0 ? 0 : (uint32_t)cpu;
+	m.reserved = 0;
 	memset(m.mask, 0, sizeof(m.mask));
 	if (mask)
 		memcpy(m.mask, mask, sizeof(*mask) < sizeof(m.mask) ? sizeof(*mask) : sizeof(m.mask));
 	usm_sock_send(p->sock, &m, sizeof(m), -1);
 }
 
-/* The pinned thread gets its own CPU mask back.  told: say so to its
- * agent (not when its socket is closing). */
+/* Threads the pinned one created meanwhile were born with its pinned
+ * mask; those still on exactly that CPU get the mask it had before. */
+static void release_children(struct usm_placement *pl, pid_t pid)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(dir = opendir(path)))
+		return;
+	while ((d = readdir(dir))) {
+		pid_t tid = (pid_t)strtol(d->d_name, NULL, 10);
+		cpu_set_t m;
+
+		if (tid <= 0 || (uint32_t)tid == pl->pinned_tid ||
+		    sched_getaffinity(tid, sizeof(m), &m) < 0 ||
+		    CPU_COUNT(&m) != 1 || !CPU_ISSET(pl->cpu, &m))
+			continue;
+		sched_setaffinity(tid, sizeof(pl->thread_mask), &pl->thread_mask);
+	}
+	closedir(dir);
+}
+
+/* The pinned thread gets its own CPU mask back, and so do the threads it
+ * started while pinned.  tell: say so to its agent (not when its socket
+ * is closing). */
 static void release_thread(struct usm_placement *pl, bool tell)
 {
 	const struct usm_process *p = pl->pinned_proc;
@@ -128,8 +156,10 @@ static void release_thread(struct usm_placement *pl, bool tell)
 			      &pl->thread_mask) < 0 && errno != ESRCH)
 		usm_log(USM_LOG_WARN, "pid %d: cannot give thread %u its CPU mask back: %s",
 			(int)p->pid, pl->pinned_tid, strerror(errno));
+	if (pl->cpu >= 0)
+		release_children(pl, p->pid);
 	if (tell)
-		tell_agent(p, pl->pinned_tid, false, NULL);
+		tell_agent(p, pl->pinned_tid, false, -1, NULL);
 	pl->pinned_proc = NULL;
 	pl->pinned_tid = 0;
 }
@@ -148,16 +178,49 @@ static bool pin_thread(struct usm_placement *pl, struct usm_process *p, uint32_t
 		return false;
 	/* The agent first: from the moment the thread is pinned, an
 	 * instance that dies must leave it to the agent to let it go. */
-	tell_agent(p, tid, true, &pl->thread_mask);
+	tell_agent(p, tid, true, cpu, &pl->thread_mask);
 	CPU_ZERO(&one);
 	CPU_SET(cpu, &one);
 	if (sched_setaffinity((pid_t)tid, sizeof(one), &one) < 0) {
-		tell_agent(p, tid, false, NULL);
+		tell_agent(p, tid, false, -1, NULL);
 		return false;
 	}
 	pl->pinned_proc = p;
 	pl->pinned_tid = tid;
 	return true;
+}
+
+/* Two workers pinned to one CPU would serve their threads one after the
+ * other there while another CPU idles: each CPU has one claimant. */
+static bool claim_cpu(struct usm_instance *inst, int cpu)
+{
+	uint64_t bit = 1ull << (cpu % 64);
+
+	return !(atomic_fetch_or(&inst->cpu_claims[cpu / 64], bit) & bit);
+}
+
+static void unclaim_cpu(struct usm_instance *inst, int cpu)
+{
+	atomic_fetch_and(&inst->cpu_claims[cpu / 64], ~(1ull << (cpu % 64)));
+}
+
+static bool claimed(struct usm_instance *inst, int cpu)
+{
+	return atomic_load(&inst->cpu_claims[cpu / 64]) & (1ull << (cpu % 64));
+}
+
+/* cpu if no other worker is pinned there, else another CPU of ours that
+ * is free, else -1. */
+static int free_cpu(struct usm_worker *w, int cpu)
+{
+	struct usm_placement *pl = &w->place;
+
+	if (cpu == pl->cpu || !claimed(w->inst, cpu))
+		return cpu;
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &pl->start_mask) && !claimed(w->inst, c))
+			return c;
+	return -1;
 }
 
 /* The worker on cpu, or back on every CPU it started with (cpu < 0). */
@@ -170,6 +233,8 @@ static void move_worker(struct usm_worker *w, int cpu)
 	if (cpu == pl->cpu)
 		return;
 	if (cpu >= 0) {
+		if (!claim_cpu(w->inst, cpu))
+			return;             /* another worker took it meanwhile */
 		CPU_ZERO(&one);
 		CPU_SET(cpu, &one);
 		mask = &one;
@@ -177,10 +242,14 @@ static void move_worker(struct usm_worker *w, int cpu)
 	if (sched_setaffinity(0, sizeof(*mask), mask) < 0) {
 		usm_log(USM_LOG_WARN, "worker %u: sched_setaffinity: %s; it stops moving",
 			w->id, strerror(errno));
+		if (cpu >= 0)
+			unclaim_cpu(w->inst, cpu);
 		release_thread(pl, true);
 		pl->fixed = true;
 		return;
 	}
+	if (pl->cpu >= 0)
+		unclaim_cpu(w->inst, pl->cpu);
 	pl->cpu = cpu;
 	pl->moves++;
 }
@@ -204,6 +273,10 @@ void usm_place_tick(struct usm_worker *w, uint64_t now)
 		return;
 	cpu = pl->pinned_proc == pl->proc && pl->pinned_tid == pl->tid
 	      ? pl->cpu : thread_cpu(pl, pl->proc, pl->tid);
+	if (cpu >= 0 && cpu < CPU_SETSIZE)
+		cpu = free_cpu(w, cpu);
+	else
+		cpu = -1;
 	/* The worker first: a thread pinned to a CPU without its worker
 	 * would be worse off than not pinned at all. */
 	if (cpu >= 0)
@@ -236,6 +309,9 @@ void usm_place_fini(struct usm_worker *w)
 	struct usm_placement *pl = &w->place;
 
 	release_thread(pl, true);
+	if (pl->cpu >= 0)
+		unclaim_cpu(w->inst, pl->cpu);
+	pl->cpu = -1;
 	if (pl->stat_fd >= 0)
 		close(pl->stat_fd);
 	pl->stat_fd = -1;

@@ -245,6 +245,8 @@ struct usm_msg_pin {
 	struct usm_msg h;
 	uint32_t tid;
 	uint32_t pinned;                /* 1: pinned now, 0: its mask is back */
+	uint32_t cpu;                   /* where (pinned) */
+	uint32_t reserved;
 	uint8_t mask[USM_PIN_MASK_BYTES]; /* the thread's own mask (pinned) */
 };
 

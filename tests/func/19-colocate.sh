@@ -1,7 +1,7 @@
 #!/bin/bash
 # mode colocate: a thread that faults alone is pinned to the CPU of its
 # worker, and the worker to the same CPU; with two threads faulting nobody
-# is pinned; a thread always gets its own CPU mask back: when the instance
+# is pinned; two workers never share a CPU; a thread always gets its own CPU mask back: when the instance
 # is killed (the agent does it), and in a fork child of a pinned thread.
 # Every byte the programs write is checked.
 # timeout: 150
@@ -81,6 +81,31 @@ wait_bg "$run" 30
 assert_status 0 "$BG_STATUS" "usm run -i c -- usm_memwriter --threads 2" "$T/two" "$T/two.err"
 assert_same "$T/want2" "$T/two" "two threads: every byte verified"
 
+# Two single-threaded programs on two workers: never both on one CPU.
+# (Started without PIDWRAP: its shell would attach too, and move the
+# writers' turn in the workers' round robin.)
+start_daemon w2 -o 'workers 2' -o 'mode colocate'
+start_bg "$T/a" "$USM" run -i w2 -- "$MEMWRITER" --mb 256 --ms 3000 --threads 1
+run_a=$BG_PID
+wait_for 5 "writer a started" pgrep -x usm_memwriter || fail "writer a did not start"
+pa=$(pgrep -x usm_memwriter)
+start_bg "$T/b" "$USM" run -i w2 -- "$MEMWRITER" --mb 256 --ms 3000 --threads 1
+run_b=$BG_PID
+wait_for 5 "writer b started" eval '[ "$(pgrep -x usm_memwriter | wc -l)" = 2 ]' || fail "writer b did not start"
+pb=$(pgrep -x usm_memwriter | grep -vx "$pa")
+wait_for 5 "both writers pinned" eval 'one_pinned '"$pa"' && one_pinned '"$pb" ||
+	fail "not both pinned: a: $(pinned_threads "$pa"), b: $(pinned_threads "$pb")"
+ca=$(pinned_threads "$pa")
+cb=$(pinned_threads "$pb")
+assert_ne "${ca#*:}" "${cb#*:}" "the two writers (and their workers) are on different CPUs ($ca, $cb)"
+wait_bg "$run_a" 30
+assert_status 0 "$BG_STATUS" "writer a under workers 2" "$T/a" "$T/a.err"
+assert_same "$T/want1" "$T/a" "writer a: every byte verified"
+wait_bg "$run_b" 30
+assert_status 0 "$BG_STATUS" "writer b under workers 2" "$T/b" "$T/b.err"
+assert_same "$T/want1" "$T/b" "writer b: every byte verified"
+stop_daemon w2
+
 # A pinned thread forks: the child starts on the thread's own mask.
 cat >"$T/fork.py" <<'EOF'
 import os, time
@@ -108,6 +133,30 @@ parent=$(awk '$1 == "parent" {print $2}' "$T/fork")
 [ "$parent" != "$FULL" ] || fail "the parent was not pinned when it forked ($parent): nothing tested"
 ok "the parent forked while pinned to CPU $parent"
 assert_grep "$T/fork" "^child $FULL$" "the fork child starts on the full mask"
+
+# A pinned thread starts another: the new thread was born with the pinned
+# mask, and gets the full one back once it faults.
+cat >"$T/thread.py" <<'EOF'
+import os, time, threading
+keep, t0 = [], time.time()
+while time.time() - t0 < 1.0:          # fault alone for a while
+    b = bytearray(1 << 20)
+    b[::4096] = b'\x01' * 256
+    keep.append(b)
+print('main', len(os.sched_getaffinity(0)), flush=True)
+def later():
+    x = bytearray(8 << 20)
+    x[::4096] = b'\x02' * 2048            # faults of its own
+    time.sleep(0.5)
+    print('thread', len(os.sched_getaffinity(0)), flush=True)
+t = threading.Thread(target=later)
+t.start()
+t.join()
+EOF
+run_limited 30 "$T/thread" "$USM" run -i c -- python3 "$T/thread.py"
+assert_status 0 "$RC" "usm run -i c -- python3 thread.py" "$T/thread" "$T/thread.err"
+assert_grep "$T/thread" "^main 1$" "the main thread was pinned when it started the thread"
+assert_grep "$T/thread" "^thread $(nproc)$" "the thread it started runs on every CPU again"
 
 # kill -9 of usmd while a thread is pinned: the agent gives its mask back.
 start_bg "$T/kill" "$USM" run -i c -- "${PIDWRAP[@]}" "$T/kill.pid" "$MEMWRITER" --mb 256 --ms 4000 --threads 1
