@@ -4,7 +4,7 @@
 # is pinned; two workers never share a CPU; a thread always gets its own CPU mask back: when the instance
 # is killed (the agent does it), and in a fork child of a pinned thread.
 # Every byte the programs write is checked.
-# timeout: 150
+# timeout: 240
 . "$(dirname "$0")/lib.sh"
 need_prog "$MEMWRITER"
 need_cmd python3
@@ -174,9 +174,12 @@ assert_same "$T/want1" "$T/kill" "after the kill: every byte verified"
 assert_grep "$T/kill.err" "the instance went away; continuing unmanaged" "the agent detached"
 
 # The torture suite (threads, fork, exec, mremap, ...) under mode colocate.
+# It takes about 5 s; it is given 120 s because a rare run under this
+# mode has been seen to take several times as long (see the limits in
+# docs/architecture.md §3).
 need_prog "$TORTURE"
 start_daemon t -o 'mode colocate'
-run_limited 60 "$T/torture" "$USM" run -i t -- "$TORTURE" all
+run_limited 120 "$T/torture" "$USM" run -i t -- "$TORTURE" all
 assert_status 0 "$RC" "usm run -i t -- usm_torture all" "$T/torture" "$T/torture.err" "$T/usmd-t.log"
 assert_grep "$T/torture" '^torture: all: OK$' "torture under mode colocate: all OK"
 wait_no_live t
