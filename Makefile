@@ -33,7 +33,8 @@ CFLAGS  += $(CFLAGS_COMMON) $(SANFLAGS) -fPIC -pthread
 LDFLAGS += $(SANFLAGS) -pthread
 
 # libusm.so: mechanism layer + framework + built-in policies (both hosts)
-LIB_SRC   := $(wildcard src/mech/*.c) $(wildcard src/ipc/*.c) $(wildcard src/core/*.c) \
+LIB_SRC   := $(wildcard src/mech/*.c) $(wildcard src/ipc/*.c) \
+             $(filter-out src/core/heap.c,$(wildcard src/core/*.c)) \
              $(wildcard src/swap/*.c) \
              src/daemon/daemon.c $(wildcard policies/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -43,8 +44,10 @@ AGENT_SRC := $(wildcard src/agent/*.c) src/mech/uffd.c src/mech/procfile.c src/i
              src/swap/readloc.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(B)/obj-agent/%.o)
 # The in-process host: the framework again, built like the agent (never
-# sanitized) since the agent loads it into arbitrary programs.
-INLINE_OBJ := $(LIB_SRC:%.c=$(B)/obj-agent/%.o)
+# sanitized) since the agent loads it into arbitrary programs.  Its
+# allocations go to a heap of its own that is never registered (core/heap.c).
+INLINE_OBJ := $(LIB_SRC:%.c=$(B)/obj-agent/%.o) $(B)/obj-agent/src/core/heap.o
+HEAP_WRAP  := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=strdup
 CLI_SRC   := $(wildcard src/cli/*.c)
 DAEMON_SRC:= src/daemon/usmd.c
 
@@ -79,7 +82,7 @@ $(B)/lib/libusm-agent.so: $(AGENT_OBJ)
 
 $(B)/lib/libusm-inline.so: $(INLINE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -pthread $^ -o $@ -ldl $(SWAPLIBS)
+	$(CC) -shared -pthread $(HEAP_WRAP) $^ -o $@ -ldl $(SWAPLIBS)
 
 RPATH := -Wl,-rpath,'$$ORIGIN/../lib'
 
@@ -100,6 +103,11 @@ $(B)/tests/progs/%: tests/progs/%.c
 $(B)/tests/unit/%: tests/unit/%.c $(B)/lib/libusm.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LDFLAGS) -L$(B)/lib -lusm -Wl,-rpath,'$$ORIGIN/../../lib' -lcmocka $(LIBS)
+
+# The in-process heap is tested as libusm-inline.so uses it: wrapped.
+$(B)/tests/unit/test_heap: tests/unit/test_heap.c src/core/heap.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(HEAP_WRAP) -lcmocka
 
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)

@@ -86,5 +86,7 @@ void usm_evict_forks_fini(struct usm_instance *inst);
 /* ev's page is swapped out or in flight: bring it back.  Returns an enum
  * usm_fault_result. */
 int usm_swapin(struct usm_worker *w, struct usm_process *p, struct usm_event *ev);
+/* Unmap a worker's swap-in scratch space (mapped on its first swap-in). */
+void usm_swapin_scratch_free(struct usm_worker *w);
 
 #endif /* USM_CORE_EVICT_H */

@@ -158,7 +158,7 @@ struct usm_worker {
 	/* In-process host: the 2 MiB region whose planned window this slot
 	 * is mapping (set under inst->lock when planned), 0: none. */
 	_Atomic uint64_t mapping_region;
-	void *swapbuf;                     /* swap-in: USM_MAX_BATCH pages */
+	void *swapbuf;                     /* swap-in scratch (core/swapin.c) */
 	struct usm_placement place;
 };
 

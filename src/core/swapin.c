@@ -10,6 +10,7 @@
  * worker changes its swap entries, so nothing moves them meanwhile.
  */
 #include "core/instance.h"
+#include "mech/rawsys.h"
 #include "core/trace.h"
 #include "mech/uffd.h"
 #include "swap/swapdev.h"
@@ -28,14 +29,47 @@ struct swapin_plan {
 	int rc[USM_MAX_BATCH];
 };
 
+/*
+ * A worker's swap-in scratch space: the plan and a buffer of
+ * USM_MAX_BATCH pages.  In the in-process host a "worker" is a faulting
+ * thread's slot and this runs in its SIGBUS handler, so it is mapped with
+ * raw system calls (never registered, no allocator) on first use.
+ */
+struct swapin_scratch {
+	struct swapin_plan pl;
+};
+
+static uint64_t scratch_pages_off(void)
+{
+	uint64_t ps = usm_inst->cfg.page_size;
+
+	return (sizeof(struct swapin_scratch) + ps - 1) & ~(ps - 1);
+}
+
+static uint64_t scratch_bytes(void)
+{
+	return scratch_pages_off() + USM_MAX_BATCH * usm_inst->cfg.page_size;
+}
+
+static struct swapin_scratch *scratch(struct usm_worker *w)
+{
+	if (!w->swapbuf)
+		w->swapbuf = raw_map(scratch_bytes(), PROT_READ | PROT_WRITE);
+	return w->swapbuf;
+}
+
 static void *worker_buf(struct usm_worker *w)
 {
-	if (!w->swapbuf) {
-		void *b = mmap(NULL, USM_MAX_BATCH * usm_inst->cfg.page_size,
-			       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		w->swapbuf = b == MAP_FAILED ? NULL : b;
-	}
-	return w->swapbuf;
+	struct swapin_scratch *s = scratch(w);
+
+	return s ? (char *)s + scratch_pages_off() : NULL;
+}
+
+void usm_swapin_scratch_free(struct usm_worker *w)
+{
+	if (w->swapbuf)
+		raw_unmap(w->swapbuf, scratch_bytes());
+	w->swapbuf = NULL;
 }
 
 /* How many pages around the fault the policy wants back (power of two). */
@@ -199,17 +233,24 @@ static enum usm_fault_result outside_budget(struct usm_process *p, struct usm_ev
 static enum usm_fault_result from_device(struct usm_worker *w, struct usm_process *p,
 					 struct usm_event *ev)
 {
-	static __thread struct swapin_plan pl;
+	struct swapin_scratch *s = scratch(w);
 	void *bufs = worker_buf(w);
 	int rc;
 
-	plan_pages(p, ev, &pl);
-	if (!bufs || !plan_take(p, ev, &pl, bufs)) {
+	if (!s) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		usm_log(USM_LOG_ERROR, "pid %d: no memory for a swap-in; retrying", p->pid);
+		return USM_FAULT_RETRY;
+	}
+	struct swapin_plan *pl = &s->pl;
+
+	plan_pages(p, ev, pl);
+	if (!plan_take(p, ev, pl, bufs)) {
 		/* No frame: the reclaimer makes one, unless it cannot. */
 		enum usm_oom_action act = atomic_load(&usm_inst->reclaim_stuck)
 					  ? usm_fault_oom(ev) : USM_OOM_WAIT;
 		pthread_mutex_unlock(&usm_inst->lock);
-		if (act == USM_OOM_KERNEL && bufs)
+		if (act == USM_OOM_KERNEL)
 			return outside_budget(p, ev, bufs);
 		usm_reclaim_kick(usm_inst);
 		return USM_FAULT_RETRY;
@@ -218,11 +259,11 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 	usm_count(&usm_inst->c.swapin_faults, 1);
 	pthread_mutex_unlock(&usm_inst->lock);
 
-	rc = usm_swap_load(pl.loc, pl.n, pl.buf);
+	rc = usm_swap_load(pl->loc, pl->n, pl->buf);
 	if (rc) {
 		pthread_mutex_lock(&usm_inst->lock);
-		for (unsigned i = 0; i < pl.n; i++)
-			usm_frame_put(pl.pg[i]);
+		for (unsigned i = 0; i < pl->n; i++)
+			usm_frame_put(pl->pg[i]);
 		pthread_mutex_unlock(&usm_inst->lock);
 		/* Its data cannot be read back: never let it run on with zeros. */
 		usm_log(USM_LOG_ERROR, "pid %d: reading swapped page 0x%llx: %s", p->pid,
@@ -230,7 +271,7 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 		usm_process_kill(p, "a swapped-out page cannot be read back");
 		return USM_FAULT_FAILED;
 	}
-	return map_pages(p, &pl);
+	return map_pages(p, pl);
 }
 
 /* Both locks held on entry; released on return.  pg is in flight. */

@@ -306,8 +306,7 @@ void usm_workers_stop(struct usm_instance *inst)
 		if (w->wakefd > 0)
 			close(w->wakefd);
 		free(w->pending);
-		if (w->swapbuf)
-			munmap(w->swapbuf, USM_MAX_BATCH * inst->cfg.page_size);
+		usm_swapin_scratch_free(w);
 	}
 	free(inst->workers);
 	inst->workers = NULL;

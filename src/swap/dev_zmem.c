@@ -22,6 +22,7 @@
  * (a whole batch), alloc_lock for the classes (a few instructions), so
  * that freeing a slot never waits for a batch to compress.
  */
+#define ZSTD_STATIC_LINKING_ONLY     /* ZSTD_createCCtx_advanced */
 #include <errno.h>
 #include <lz4.h>
 #include <stdlib.h>
@@ -275,13 +276,29 @@ static void zmem_close(void *priv)
 	free(z);
 }
 
+/* zstd's context through our malloc: in the in-process host that is the
+ * framework's own heap (core/heap.c), never the program's. */
+static void *zstd_alloc(void *opaque, size_t n)
+{
+	(void)opaque;
+	return malloc(n);
+}
+
+static void zstd_free(void *opaque, void *p)
+{
+	(void)opaque;
+	free(p);
+}
+
 static int codec_init(struct zmem_dev *z, char *err, size_t errlen)
 {
+	static const ZSTD_customMem mem = { zstd_alloc, zstd_free, NULL };
+
 	if (z->codec == USM_CODEC_LZ4) {
 		z->lz4_state = malloc((size_t)LZ4_sizeofState());
 		return z->lz4_state ? 0 : usm_swap_fail(err, errlen, -ENOMEM, "lz4 state");
 	}
-	z->cctx = ZSTD_createCCtx();
+	z->cctx = ZSTD_createCCtx_advanced(mem);
 	if (!z->cctx)
 		return usm_swap_fail(err, errlen, -ENOMEM, "zstd context");
 	if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
