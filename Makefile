@@ -40,7 +40,7 @@ LIB_SRC   := $(wildcard src/mech/*.c) $(wildcard src/ipc/*.c) \
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
 # The preload agent never carries sanitizers: it runs inside arbitrary
 # programs, inside a SIGSYS handler, before their main().
-AGENT_SRC := $(wildcard src/agent/*.c) src/mech/uffd.c src/mech/procfile.c src/ipc/sock.c \
+AGENT_SRC := $(wildcard src/agent/*.c) src/mech/uffd.c src/mech/stage.c src/mech/procfile.c src/ipc/sock.c \
              src/swap/readloc.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(B)/obj-agent/%.o)
 # The in-process host: the framework again, built like the agent (never

@@ -20,6 +20,7 @@
 #include "agent/agent.h"
 #include "ipc/proto.h"
 #include "mech/rawsys.h"
+#include "mech/stage.h"
 #include "mech/uffd.h"
 #include "swap/swapdev.h"
 
@@ -40,8 +41,8 @@
 static struct usm_evict_chan *chan;
 static int dev_fd[USM_SWAP_MAX_DEVS];
 static unsigned ndev;
-static int stage_uffd = -1;
-static char *stage;
+static struct usm_stage stage = { .uffd = -1 };
+static char *stage_area;
 static uint64_t ps;
 static uint32_t fork_token;
 static pid_t fork_parent;          /* who asked for fork_token */
@@ -120,24 +121,14 @@ static int recv_devices(int sock, unsigned n, char *err, size_t errlen)
 
 static int make_stage(char *err, size_t errlen)
 {
-	uint64_t got = 0, missing = 0;
-	int rc;
+	const char *what = "staging area";
+	int rc = -ENOMEM;
 
-	stage_uffd = usm_uffd_create();
-	if (stage_uffd < 0) {
-		snprintf(err, errlen, "userfaultfd for staging: %s", strerror(-stage_uffd));
-		return stage_uffd;
-	}
-	rc = usm_uffd_api(stage_uffd, UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE, &got, &missing);
-	stage = raw_map(STAGE_PAGES * ps, PROT_READ | PROT_WRITE);
-	if (!rc && !stage)
-		rc = -ENOMEM;
-	if (!rc)
-		rc = usm_uffd_register(stage_uffd, (uint64_t)stage, STAGE_PAGES * ps,
-				       UFFDIO_REGISTER_MODE_MISSING);
+	stage_area = raw_map(STAGE_PAGES * ps, PROT_READ | PROT_WRITE);
+	if (stage_area)
+		rc = usm_stage_open(&stage, stage_area, STAGE_PAGES * ps, ps, &what);
 	if (rc)
-		snprintf(err, errlen, "staging area: %s%s", strerror(-rc),
-			 missing ? " (the kernel lacks UFFDIO_MOVE)" : "");
+		snprintf(err, errlen, "%s: %s", what, strerror(-rc));
 	return rc;
 }
 
@@ -227,37 +218,10 @@ static bool request_current(const struct usm_evict_req *r)
 
 /* ---- moving pages out --------------------------------------------------- */
 
-/* Is staging slot dst holding a page?  (It is emptied after each batch.) */
-static bool staged(uint64_t dst)
-{
-	unsigned char in = 0;
-
-	return !raw_is_error(raw_syscall6(SYS_mincore, (long)dst, (long)ps, (long)&in, 0, 0, 0)) &&
-	       (in & 1);
-}
-
-/* Move one page into staging slot j.  A page shared with a fork child
- * (copy-on-write) cannot be moved until this process has its own copy:
- * an atomic add of zero makes one without changing a byte. */
+/* Move one page into staging slot j (emptied after each batch). */
 static int move_one(uint64_t va, unsigned j)
 {
-	uint64_t done = 0, dst = (uint64_t)stage + (uint64_t)j * ps;
-	int rc = usm_uffd_move(stage_uffd, dst, va, ps, &done);
-
-	if (rc == -EBUSY) {
-		__atomic_fetch_add((uint64_t *)va, 0, __ATOMIC_SEQ_CST);
-		rc = usm_uffd_move(stage_uffd, dst, va, ps, &done);
-	}
-	/*
-	 * The kernel can move the page and still answer -EEXIST (seen on
-	 * 6.18 with write-protected pages: it retries, finds the page it
-	 * just moved at the destination, and reports that).  The staging
-	 * slot was empty, so a page there is ours: trust the slot, not the
-	 * code, or the page's only copy would be emptied with the slot.
-	 */
-	if (rc && staged(dst))
-		rc = 0;
-	return rc;
+	return usm_stage_take(&stage, (uint64_t)stage_area + (uint64_t)j * ps, va);
 }
 
 static uint32_t answer_for(int rc)
@@ -279,11 +243,11 @@ static void move_batch(const unsigned *req, unsigned n)
 							     : -ESTALE;
 		answer[j] = answer_for(rc);
 		if (rc == 0)
-			memcpy(outbox(req[j]), stage + (uint64_t)j * ps, ps);
+			memcpy(outbox(req[j]), stage_area + (uint64_t)j * ps, ps);
 	}
-	/* Empty the staging area for the next batch (no event: our own
+	/* Empty the staging area for the next batch (no event: its own
 	 * userfaultfd has none). */
-	raw_syscall6(SYS_madvise, (long)stage, (long)(n * ps), MADV_DONTNEED, 0, 0, 0);
+	usm_stage_empty(&stage, (uint64_t)stage_area, n * ps);
 	for (unsigned j = 0; j < n; j++)
 		atomic_store_explicit(&chan->req[req[j]].state, answer[j], memory_order_release);
 }
@@ -538,12 +502,10 @@ void agent_evict_fork_child(void)
 	for (unsigned i = 0; i < ndev; i++)
 		close(dev_fd[i]);
 	ndev = 0;
-	if (stage_uffd >= 0)
-		close(stage_uffd);
-	stage_uffd = -1;
-	if (stage)
-		raw_unmap(stage, STAGE_PAGES * ps);
-	stage = NULL;
+	usm_stage_close(&stage);
+	if (stage_area)
+		raw_unmap(stage_area, STAGE_PAGES * ps);
+	stage_area = NULL;
 	if (marker)
 		raw_unmap(marker, ps);
 	marker = NULL;
