@@ -335,10 +335,13 @@ static int open_fds(struct file_dev *f, const struct swap_dev *d, char *err, siz
 
 static int file_open(struct swap_dev *d, char *err, size_t errlen)
 {
-	struct file_dev *f = calloc(1, sizeof(*f));
+	struct file_dev *f;
 	uint64_t bytes = 0;
 	int ret;
 
+	if (d->private_mem)
+		return usm_swap_fail(err, errlen, -ENOTSUP, "not available in the in-process host");
+	f = calloc(1, sizeof(*f));
 	if (!f)
 		return usm_swap_fail(err, errlen, -ENOMEM, "device state");
 	pthread_mutex_init(&f->io_lock, NULL);

@@ -4,7 +4,8 @@
  *
  * Pages are compressed (lz4 by default, or zstd at level 1) into a memfd
  * of the configured size, mapped shared in the instance; the agent reads
- * the same memfd with pread when the instance has died.  A page that does
+ * the same memfd with pread when the instance has died.  In the
+ * in-process host (USM_SWAP_PRIVATE) the space is private memory instead.  A page that does
  * not shrink below 7/8 of its size is stored raw (codec NONE): the few
  * bytes saved would not pay for decompressing it.
  *
@@ -43,8 +44,9 @@
 struct zmem_dev {
 	pthread_mutex_t ctx_lock;
 	pthread_mutex_t alloc_lock;
-	int memfd;
+	int memfd;                             /* -1 when PRIVATE */
 	unsigned char *map;
+	bool private_map;                      /* map is raw_map'd, not the memfd */
 	uint64_t size;
 	uint64_t bump;                         /* never handed out above this */
 	unsigned nclasses;                     /* page_size / ZMEM_UNIT */
@@ -263,7 +265,9 @@ static void zmem_close(void *priv)
 {
 	struct zmem_dev *z = priv;
 
-	if (z->map)
+	if (z->map && z->private_map)
+		raw_unmap(z->map, z->size);
+	else if (z->map)
 		munmap(z->map, z->size);
 	if (z->free_edges)
 		raw_unmap(z->free_edges, z->edges_bytes);
@@ -307,6 +311,18 @@ static int codec_init(struct zmem_dev *z, char *err, size_t errlen)
 	return 0;
 }
 
+/* PRIVATE: the process's own memory (a fork child gets a copy-on-write
+ * snapshot); no fd. */
+static int private_init(struct zmem_dev *z, char *err, size_t errlen)
+{
+	z->map = raw_map(z->size, PROT_READ | PROT_WRITE);
+	if (!z->map)
+		return usm_swap_fail(err, errlen, -ENOMEM, "mapping %llu bytes",
+				     (unsigned long long)z->size);
+	z->private_map = true;
+	return 0;
+}
+
 static int memfd_init(struct zmem_dev *z, char *err, size_t errlen)
 {
 	z->memfd = memfd_create("usm-zmem", MFD_CLOEXEC);
@@ -321,6 +337,11 @@ static int memfd_init(struct zmem_dev *z, char *err, size_t errlen)
 		return usm_swap_fail(err, errlen, -errno, "mapping %llu bytes of memfd",
 				     (unsigned long long)z->size);
 	}
+	return 0;
+}
+
+static int edges_init(struct zmem_dev *z, char *err, size_t errlen)
+{
 	z->edges_bytes = (z->size / ZMEM_UNIT + 63) / 64 * sizeof(uint64_t);
 	z->free_edges = raw_map(z->edges_bytes, PROT_READ | PROT_WRITE);
 	if (!z->free_edges)
@@ -349,7 +370,9 @@ static int zmem_open(struct swap_dev *d, char *err, size_t errlen)
 	z->codec = d->cfg.codec;
 	ret = codec_init(z, err, errlen);
 	if (!ret)
-		ret = memfd_init(z, err, errlen);
+		ret = d->private_mem ? private_init(z, err, errlen) : memfd_init(z, err, errlen);
+	if (!ret)
+		ret = edges_init(z, err, errlen);
 	if (ret) {
 		zmem_close(z);
 		return ret;

@@ -209,6 +209,12 @@ static int open_dev(struct swap_dev *d, char *err, size_t errlen)
 int usm_swap_init(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t page_size,
 		  char *err, size_t errlen)
 {
+	return usm_swap_init_mode(devs, ndevs, page_size, USM_SWAP_SHARED, err, errlen);
+}
+
+int usm_swap_init_mode(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t page_size,
+		       enum usm_swap_mode mode, char *err, size_t errlen)
+{
 	int ret = 0;
 
 	if (page_size < 4096 || page_size > USM_SWAP_MAX_PAGE || (page_size & (page_size - 1))) {
@@ -234,6 +240,7 @@ int usm_swap_init(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t pag
 		d->cfg = devs[i];
 		d->index = i;
 		d->page_size = page_size;
+		d->private_mem = mode == USM_SWAP_PRIVATE;
 		d->fd = -1;
 		d->ops = ops_of(devs[i].kind);
 		if (!d->ops) {

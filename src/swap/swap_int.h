@@ -50,6 +50,7 @@ struct swap_dev {
 	struct usm_swapdev_cfg cfg;
 	unsigned index;
 	size_t page_size;
+	bool private_mem;           /* USM_SWAP_PRIVATE: no fd, private memory */
 	/* set by ops->open through usm_swap_dev_opened */
 	int fd;                     /* what the agent reads (usm_swap_dev_fd) */
 	uint32_t nslots;            /* slot ids 0 .. nslots-1 */

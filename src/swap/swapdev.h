@@ -77,10 +77,23 @@ struct usm_swap_stats {
  */
 int usm_swap_init(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t page_size,
 		  char *err, size_t errlen);
+
+/*
+ * Where the devices keep their data.  SHARED (the daemon): in files and
+ * memfds whose fds the agents hold, to read pages back if the instance
+ * dies.  PRIVATE (the in-process host): in the process's own private
+ * memory, never registered, so that a fork child inherits a copy-on-write
+ * snapshot of every device along with the swap table pointing into it.
+ * File devices are SHARED only (-ENOTSUP).
+ */
+enum usm_swap_mode { USM_SWAP_SHARED, USM_SWAP_PRIVATE };
+int usm_swap_init_mode(const struct usm_swapdev_cfg *devs, unsigned ndevs, size_t page_size,
+		       enum usm_swap_mode mode, char *err, size_t errlen);
 void usm_swap_fini(void);
 bool usm_swap_enabled(void);
 unsigned usm_swap_ndevs(void);
-/* The fd the agent reads device `dev` through (memfd or file). */
+/* The fd the agent reads device `dev` through (memfd or file; -1 when
+ * PRIVATE). */
 int usm_swap_dev_fd(unsigned dev);
 
 /*

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -422,6 +423,64 @@ static void test_zmem_zstd(void **state)
 	round_trip(&c, 0);
 }
 
+/*
+ * PRIVATE (the in-process host): no fd to share, and a fork child keeps a
+ * copy-on-write snapshot of the device, whatever the parent stores over
+ * it afterwards.
+ */
+static void test_zmem_private_fork(void **state)
+{
+	struct usm_swapdev_cfg c = zmem_cfg((uint64_t)NPAGES * PS, 0, USM_CODEC_LZ4);
+	struct usm_swap_loc *locs = calloc(NPAGES, sizeof(*locs));
+	struct usm_swap_loc *again = calloc(NPAGES, sizeof(*again));
+	struct pages pg, other;
+	int status = 0;
+	pid_t child;
+
+	assert_non_null(locs);
+	assert_non_null(again);
+	assert_int_equal(usm_swap_init_mode(&c, 1, PS, USM_SWAP_PRIVATE, err, sizeof(err)), 0);
+	assert_int_equal(usm_swap_dev_fd(0), -1);
+	pages_make(&pg, NPAGES, 42, 0);
+	pages_make(&other, NPAGES, 7, 0);
+	store_all(&pg, locs);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {                /* no cmocka asserts in here */
+		static unsigned char page[PS];
+		usleep(100000);              /* let the parent overwrite first */
+		for (unsigned i = 0; i < NPAGES; i++) {
+			void *b[1] = { page };
+			if (usm_swap_load(&locs[i], 1, b) || memcmp(page, pg.p[i], PS))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	/* The parent frees every slot and fills the space with other pages:
+	 * in its own copy only. */
+	unref_all(locs, NPAGES);
+	store_all(&other, again);
+	load_and_compare(&other, again, 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	unref_all(again, NPAGES);
+	pages_free(&pg);
+	pages_free(&other);
+	free(locs);
+	free(again);
+	finish();
+}
+
+static void test_file_private_refused(void **state)
+{
+	struct usm_swapdev_cfg c = file_cfg("private.swap", 16 * PS, 0, false);
+
+	assert_int_equal(usm_swap_init_mode(&c, 1, PS, USM_SWAP_PRIVATE, err, sizeof(err)),
+			 -ENOTSUP);
+	assert_non_null(strstr(err, "not available in the in-process host"));
+	assert_false(usm_swap_enabled());
+}
+
 /* ---- references -------------------------------------------------------- */
 
 static void test_refcount(void **state)
@@ -794,6 +853,8 @@ int main(void)
 		cmocka_unit_test(test_file_direct_unaligned),
 		cmocka_unit_test(test_zmem_lz4),
 		cmocka_unit_test(test_zmem_zstd),
+		cmocka_unit_test(test_zmem_private_fork),
+		cmocka_unit_test(test_file_private_refused),
 		cmocka_unit_test(test_refcount),
 		cmocka_unit_test(test_full_and_fallthrough),
 		cmocka_unit_test(test_round_robin),
