@@ -29,6 +29,7 @@ static atomic_flag buf_lock = ATOMIC_FLAG_INIT;
 
 struct vma_acc {
 	uint64_t rss_kb, ref_kb, total;
+	unsigned vmas;                   /* registered mappings seen */
 };
 
 static void line(struct vma_acc *a, const char *l)
@@ -40,8 +41,11 @@ static void line(struct vma_acc *a, const char *l)
 	else if (sscanf(l, "Referenced: %llu kB", &kb) == 1)
 		a->ref_kb = kb;
 	else if (!strncmp(l, "VmFlags:", 8)) {
-		if (strstr(l, " um") && a->rss_kb > a->ref_kb)
-			a->total += (a->rss_kb - a->ref_kb) / 4;
+		if (strstr(l, " um")) {
+			a->vmas++;
+			if (a->rss_kb > a->ref_kb)
+				a->total += (a->rss_kb - a->ref_kb) / 4;
+		}
 		a->rss_kb = a->ref_kb = 0;
 	}
 }
@@ -54,7 +58,7 @@ static int bloat_line(char *l, void *arg)
 
 int usm_bloat_sample(pid_t pid, uint64_t *pages)
 {
-	struct vma_acc a = { 0, 0, 0 };
+	struct vma_acc a = { 0, 0, 0, 0 };
 	char path[64];
 	int rc;
 
@@ -63,6 +67,10 @@ int usm_bloat_sample(pid_t pid, uint64_t *pages)
 		;
 	rc = usm_proc_lines(path, buf, sizeof(buf), bloat_line, &a);
 	atomic_flag_clear(&buf_lock);
+	/* An exiting process has taken its mappings down: nothing to say,
+	 * and the last sample stands. */
+	if (!rc && !a.vmas)
+		rc = -ENOENT;
 	/* Only one window in USM_BLOAT_SAMPLE had its accessed bits cleared;
 	 * the others read as touched.  Scale the sample up. */
 	*pages = a.total * USM_BLOAT_SAMPLE;
