@@ -42,9 +42,12 @@ struct range {
 static struct range fork_ranges[MAX_FORK_RANGES];
 static size_t n_fork_ranges;
 
-/* Top pages of thread stacks at fork time (see keep_thread_descriptors). */
+/* Pages glibc's fork touches in the child (see keep_fork_pages). */
 static uint64_t fork_tops[MAX_FORK_TOPS];
 static size_t n_fork_tops;
+
+/* The in-process host was stopped for a fork (before_fork). */
+static bool inline_forking;
 
 void agent_log(const char *fmt, ...)
 {
@@ -115,10 +118,14 @@ void agent_detach(const char *why)
 
 	if (!atomic_compare_exchange_strong(&agent.state, &expected, AGENT_DETACHED))
 		return;
+	atomic_store(&agent.restoring, true);
 	lock();
 	/* Pages on swap devices go back in place before the kernel takes
-	 * over: after that a touch would find them empty. */
+	 * over: after that a touch would find them empty.  Meanwhile a
+	 * thread that touches one retries its access (agent/inline.c). */
 	agent_evict_restore();
+	if (agent.api)
+		agent.api->restore();
 	agent_pins_restore();
 	/* Unregistering wakes every thread blocked on a fault in the range;
 	 * the kernel then serves it.  Pages already mapped stay as they are. */
@@ -130,6 +137,7 @@ void agent_detach(const char *why)
 	drain_events(agent.uffd);
 	close(agent.uffd);
 	agent.uffd = -1;
+	atomic_store(&agent.restoring, false);
 	unlock();
 	agent_inline_stop();
 	close(agent.sock);
@@ -210,13 +218,17 @@ static int inline_config(int sock, char *err, size_t errlen)
 static int connect_instance(uint32_t flags, char *err, size_t errlen)
 {
 	bool in = flags & USM_HELLO_INLINE;
-	/* Inline: faults come as SIGBUS to the faulting thread, and no
-	 * non-cooperative events (nobody would read them; munmap & co are
-	 * trapped instead). */
+	/* Inline: faults come as SIGBUS to the faulting thread; munmap & co
+	 * are trapped instead of reported.  Only REMAP is asked for: without
+	 * it, mremap drops the registration of the moved mapping *and* of
+	 * any registered neighbour the kernel merges it with, and a
+	 * swapped-out page there would then read as zero.  The monitor
+	 * thread reads those events (agent/monitor.c). */
 	/* WP_ASYNC: registered with MODE_WP, written pages can be found
 	 * with PAGEMAP_SCAN (the instance's access tracking, core/access.c)
 	 * at the cost of a minor fault in the kernel, never a message. */
-	uint64_t want = in ? UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MOVE
+	uint64_t want = in ? UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MOVE | UFFD_FEATURE_WP_ASYNC |
+			     UFFD_FEATURE_EVENT_REMAP
 			   : USM_UFFD_WANTED | UFFD_FEATURE_WP_ASYNC;
 	uint64_t need = in ? UFFD_FEATURE_SIGBUS : USM_UFFD_REQUIRED;
 	uint64_t got = 0, missing = 0;
@@ -253,6 +265,7 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	}
 	agent.uffd = uffd;
 	agent.sock = sock;
+	agent.features = got;
 	agent.reg_mode = UFFDIO_REGISTER_MODE_MISSING;
 	if (agent.want_evict && (got & UFFD_FEATURE_WP_ASYNC))
 		agent.reg_mode |= UFFDIO_REGISTER_MODE_WP;
@@ -297,6 +310,10 @@ static int attach(uint32_t flags)
 	if (!rc && agent.inline_mode)
 		rc = agent.api ? agent_inline_forked(err, sizeof(err))
 			       : agent_inline_start(agent.uffd_pending_config, err, sizeof(err));
+	/* An in-process host that evicts tracks writes, as the daemon does. */
+	if (!rc && agent.inline_mode && agent.api->evicting() &&
+	    (agent.features & UFFD_FEATURE_WP_ASYNC))
+		agent.reg_mode |= UFFDIO_REGISTER_MODE_WP;
 	if (rc && agent.uffd >= 0) {
 		close(agent.uffd);
 		close(agent.sock);
@@ -323,18 +340,49 @@ static bool is_thread_stack(const struct maps_entry *e, const struct maps_entry 
 	       below->end == e->start && below->anon && !strncmp(below->perms, "---", 3);
 }
 
+/* glibc's non-main malloc arenas sit at the start of a heap mapping
+ * aligned to HEAP_MAX_SIZE (64 MiB on 64-bit). */
+#define ARENA_ALIGN (64ull << 20)
+
+static void keep_page(uint64_t va)
+{
+	if (n_fork_tops < MAX_FORK_TOPS)
+		fork_tops[n_fork_tops++] = va & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
+}
+
 static int snapshot_entry(const struct maps_entry *e, void *arg)
 {
 	struct maps_entry *below = arg;
 
 	if (e->uffd_missing && n_fork_ranges < MAX_FORK_RANGES)
 		fork_ranges[n_fork_ranges++] = (struct range){ e->start, e->end };
-	if (e->uffd_missing && is_thread_stack(e, below) && n_fork_tops < MAX_FORK_TOPS)
-		fork_tops[n_fork_tops++] = e->end - (uint64_t)sysconf(_SC_PAGESIZE);
+	if (e->uffd_missing && is_thread_stack(e, below))
+		keep_page(e->end - 1);
+	if (e->uffd_missing && !(e->start & (ARENA_ALIGN - 1)))
+		keep_page(e->start);
 	*below = *e;
 	return 0;
 }
 
+/* glibc's list of open streams (exported, but in no public header). */
+extern FILE *_IO_list_all;
+extern void _IO_list_lock(void);
+extern void _IO_list_unlock(void);
+
+/* Every stream and its lock: the child's fork resets their locks. */
+static void keep_streams(void)
+{
+	_IO_list_lock();
+	for (FILE *f = _IO_list_all; f; f = f->_chain) {
+		keep_page((uint64_t)(uintptr_t)f);
+		keep_page((uint64_t)(uintptr_t)f + sizeof(*f) - 1);
+		if (f->_lock)
+			keep_page((uint64_t)(uintptr_t)f->_lock);
+	}
+	_IO_list_unlock();
+}
+
+/* Touch the kept pages: all of them, or those not resident. */
 static void touch_fork_tops(bool only_missing)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -348,20 +396,46 @@ static void touch_fork_tops(bool only_missing)
 	}
 }
 
+/* Are all kept pages resident? */
+static bool fork_tops_resident(void)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char in_core;
+
+	for (size_t i = 0; i < n_fork_tops; i++)
+		if (mincore((void *)(uintptr_t)fork_tops[i], ps, &in_core) || !(in_core & 1))
+			return false;
+	return true;
+}
+
 /*
- * In the child, glibc's fork walks the descriptors of the parent's other
- * threads (and of its cached stacks) before any atfork handler runs, so
- * before the child has registered anything: a descriptor page the parent
- * had swapped out would read as zero there, and the child would crash in
- * fork.  The descriptors live in the top page of each thread stack, so the
- * parent brings those pages in before it pauses its evictor, and again,
- * after the pause, any that went out in between.
+ * In the child, glibc's fork runs before any atfork handler, so before
+ * the child has registered anything, and it touches memory of the parent:
+ * the other threads' descriptors (the top page of each thread stack) and
+ * cached stacks, every malloc arena (unlocked afresh) and every stream's
+ * lock.  A page the parent had swapped out would read as zero there, and
+ * the child would crash in fork or later in malloc.  So the parent brings
+ * those pages in before it stops evicting, and again, after, any that
+ * went out in between.  The in-process host's faulting threads evict by
+ * themselves (direct reclaim), so there the pages are brought in while
+ * eviction runs, until they are all still there once it is stopped.
  */
-static void keep_thread_descriptors(void)
+static void keep_fork_pages(bool inline_host)
 {
 	touch_fork_tops(false);
 	agent_evict_fork_prepare();
-	touch_fork_tops(true);
+	if (!inline_host) {
+		touch_fork_tops(true);
+		return;
+	}
+	for (int tries = 0; tries < 100; tries++) {
+		agent.api->fork_pause();
+		if (fork_tops_resident())
+			return;
+		agent.api->fork_resume();
+		touch_fork_tops(true);
+	}
+	agent.api->fork_pause();         /* the child may find a page missing */
 }
 
 /*
@@ -374,15 +448,28 @@ static void before_fork(void)
 {
 	struct maps_entry below = { 0 };
 
+	bool inline_host = agent.api && atomic_load(&agent.state) == AGENT_ATTACHED;
+
 	n_fork_ranges = n_fork_tops = 0;
 	agent_pins_fork_prepare();
-	if (atomic_load(&agent.state) == AGENT_ATTACHED)
+	if (atomic_load(&agent.state) == AGENT_ATTACHED) {
 		agent_maps_walk(true, snapshot_entry, &below);
-	keep_thread_descriptors();
+		keep_streams();
+	}
+	keep_fork_pages(inline_host);
+	/* The in-process host stops the world last: the child gets a
+	 * consistent copy of its tables and devices. */
+	if (inline_host) {
+		agent.api->fork_prepare();
+		inline_forking = true;
+	}
 }
 
 static void in_parent(void)
 {
+	if (inline_forking)
+		agent.api->fork_parent();
+	inline_forking = false;
 	agent_evict_fork_parent();
 }
 
@@ -392,6 +479,7 @@ static void in_child(void)
 
 	/* Whatever another thread held at fork time is not held here. */
 	atomic_flag_clear(&agent.lock);
+	inline_forking = false;
 	agent_pins_fork_child();
 	/* The inherited descriptors belong to the parent's attachment. */
 	if (agent.uffd >= 0)
@@ -408,6 +496,12 @@ static void in_child(void)
 		send_pool(agent.sock);
 	for (size_t i = 0; i < n_fork_ranges; i++)
 		agent_register(fork_ranges[i].start, fork_ranges[i].end - fork_ranges[i].start);
+	/* Threads only now: creating one touches the heap (glibc reuses the
+	 * parent's cached stacks and their malloc'd TLS vectors), and a page
+	 * of it swapped out in the parent must fault to the host, not read
+	 * as zero. */
+	if (agent.inline_mode)
+		agent_inline_threads();
 	if (agent_monitor_start() || agent_evict_start())
 		agent_detach("cannot start the agent's threads");
 }
@@ -448,7 +542,7 @@ __attribute__((constructor)) static void agent_init(void)
 	/* The filter first: the agent's threads must be born under it. */
 	agent.intercepting = agent_intercept_install() == 0;
 	if (agent.inline_mode)
-		agent_inline_pool();
+		agent_inline_threads();
 	else if (agent.want_pool)
 		send_pool(agent.sock);
 	agent_maps_walk(false, register_heap, NULL);

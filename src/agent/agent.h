@@ -39,9 +39,11 @@ struct agent {
 	bool inline_mode;        /* faults resolved in this process (SIGBUS) */
 	bool want_pool;          /* the instance wants a 2 MiB page pool */
 	bool want_evict;         /* the instance evicts: EVICT_SETUP follows */
+	uint64_t features;       /* what UFFDIO_API granted */
 	uint64_t reg_mode;       /* UFFDIO_REGISTER_MODE_*: MISSING, + WP when
 				  * the instance tracks writes (it evicts) */
 	const struct usm_inline_api *api;   /* libusm's in-process host */
+	_Atomic bool restoring;  /* detaching: swapped-out pages go back first */
 	const char *uffd_pending_config;    /* inline config, until the host starts */
 };
 
@@ -70,10 +72,14 @@ void agent_pretouch(long nr, const long *args);
 int agent_inline_start(const char *config, char *err, size_t errlen);
 int agent_inline_forked(char *err, size_t errlen);
 void agent_inline_stop(void);
-void agent_inline_pool(void);
+/* After the seccomp filter (and in a fork child): the 2 MiB pool and
+ * the host's own threads. */
+void agent_inline_threads(void);
 
 /* monitor.c: watch the instance; detach when it dies or goes silent. */
 int agent_monitor_start(void);
+/* In-process host: read and drop the userfaultfd's (REMAP) events. */
+void agent_drain_events(void);
 /* Start an agent thread (own stack, signals blocked).  0 or -errno. */
 int agent_spawn(const char *name, void *(*fn)(void *), void *arg);
 

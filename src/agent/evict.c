@@ -42,7 +42,6 @@ static struct usm_evict_chan *chan;
 static int dev_fd[USM_SWAP_MAX_DEVS];
 static unsigned ndev;
 static struct usm_stage stage = { .uffd = -1 };
-static char *stage_area;
 static uint64_t ps;
 static uint32_t fork_token;
 static pid_t fork_parent;          /* who asked for fork_token */
@@ -119,19 +118,6 @@ static int recv_devices(int sock, unsigned n, char *err, size_t errlen)
 	return 0;
 }
 
-static int make_stage(char *err, size_t errlen)
-{
-	const char *what = "staging area";
-	int rc = -ENOMEM;
-
-	stage_area = raw_map(STAGE_PAGES * ps, PROT_READ | PROT_WRITE);
-	if (stage_area)
-		rc = usm_stage_open(&stage, stage_area, STAGE_PAGES * ps, ps, &what);
-	if (rc)
-		snprintf(err, errlen, "%s: %s", what, strerror(-rc));
-	return rc;
-}
-
 /* A page of our own, registered and never touched: dropping it makes a
  * REMOVE event the instance recognises by its address. */
 static void make_marker(int uffd)
@@ -165,7 +151,7 @@ int agent_evict_setup(int sock, int uffd, char *err, size_t errlen)
 	if (!rc)
 		rc = recv_devices(sock, s.ndevs, err, errlen);
 	if (!rc)
-		rc = make_stage(err, errlen);
+		rc = usm_stage_create(&stage, STAGE_PAGES, ps, err, errlen);
 	/* Before the program changes anything: the count starts in step. */
 	if (!rc)
 		make_marker(uffd);
@@ -218,36 +204,23 @@ static bool request_current(const struct usm_evict_req *r)
 
 /* ---- moving pages out --------------------------------------------------- */
 
-/* Move one page into staging slot j (emptied after each batch). */
-static int move_one(uint64_t va, unsigned j)
-{
-	return usm_stage_take(&stage, (uint64_t)stage_area + (uint64_t)j * ps, va);
-}
-
-static uint32_t answer_for(int rc)
-{
-	if (rc == 0)
-		return USM_EV_COPIED;
-	/* EINVAL: a mapping the kernel cannot move from (read-only, locked). */
-	return rc == -EINVAL ? USM_EV_PINNED : USM_EV_GONE;
-}
-
 static void move_batch(const unsigned *req, unsigned n)
 {
 	uint32_t answer[STAGE_PAGES];
 
 	for (unsigned j = 0; j < n; j++) {
+		uint64_t slot = usm_stage_slot(&stage, j);
 		/* A page another call put at that address is not the one the
 		 * instance chose: leave it. */
-		int rc = request_current(&chan->req[req[j]]) ? move_one(chan->req[req[j]].vaddr, j)
-							     : -ESTALE;
-		answer[j] = answer_for(rc);
+		int rc = request_current(&chan->req[req[j]])
+			 ? usm_stage_take(&stage, slot, chan->req[req[j]].vaddr) : -ESTALE;
+		answer[j] = usm_evict_answer(rc);
 		if (rc == 0)
-			memcpy(outbox(req[j]), stage_area + (uint64_t)j * ps, ps);
+			memcpy(outbox(req[j]), (void *)(uintptr_t)slot, ps);
 	}
 	/* Empty the staging area for the next batch (no event: its own
 	 * userfaultfd has none). */
-	usm_stage_empty(&stage, (uint64_t)stage_area, n * ps);
+	usm_stage_empty(&stage, stage.base, n * ps);
 	for (unsigned j = 0; j < n; j++)
 		atomic_store_explicit(&chan->req[req[j]].state, answer[j], memory_order_release);
 }
@@ -503,9 +476,9 @@ void agent_evict_fork_child(void)
 		close(dev_fd[i]);
 	ndev = 0;
 	usm_stage_close(&stage);
-	if (stage_area)
-		raw_unmap(stage_area, STAGE_PAGES * ps);
-	stage_area = NULL;
+	if (stage.mapped)
+		raw_unmap((void *)(uintptr_t)stage.base, STAGE_PAGES * ps);
+	stage.mapped = false;
 	if (marker)
 		raw_unmap(marker, ps);
 	marker = NULL;

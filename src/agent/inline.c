@@ -16,6 +16,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ static const struct usm_inline_host host = {
 	.lease = host_lease,
 	.oom = host_oom,
 	.push = host_push,
+	.drain_events = agent_drain_events,
 };
 
 static int open_channel(char *err, size_t errlen)
@@ -154,6 +156,13 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr & ~(PAGE - 1);
 
 	if (si->si_code == BUS_ADRERR && agent.api) {
+		if (atomic_load(&agent.state) != AGENT_ATTACHED && atomic_load(&agent.restoring)) {
+			/* Its page may be swapped out and on its way back
+			 * (agent_detach): retry until the range is the
+			 * kernel's. */
+			sched_yield();
+			return;
+		}
 		if (atomic_load(&agent.state) != AGENT_ATTACHED) {
 			/* Detached between the fault and now: the range is the
 			 * kernel's again, so retrying the access is enough. */
@@ -243,14 +252,17 @@ int agent_inline_start(const char *config, char *err, size_t errlen)
  * get it (TSYNC) while glibc still has all its signals blocked, and its
  * first trapped call would then kill the process.
  */
-void agent_inline_pool(void)
+void agent_inline_threads(void)
 {
 	struct usm_thp_pool *pool;
 
-	if (agent.api && agent.api->wants_pool() && agent_pool_create(&pool) >= 0) {
+	if (!agent.api)
+		return;
+	if (agent.api->wants_pool() && agent_pool_create(&pool) >= 0) {
 		agent.want_pool = true;
 		agent.api->pool_ready(pool);
 	}
+	agent.api->start_threads();
 }
 
 int agent_inline_forked(char *err, size_t errlen)
@@ -265,7 +277,6 @@ int agent_inline_forked(char *err, size_t errlen)
 	if (rc)
 		return rc;
 	agent.api->forked(getpid(), agent.uffd);
-	agent_inline_pool();
 	return 0;
 }
 

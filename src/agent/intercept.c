@@ -60,9 +60,12 @@ static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+/* While the agent detaches, the in-process host still puts pages back:
+ * its bookkeeping must follow the program's calls until it is done. */
 static bool inline_on(void)
 {
-	return agent.inline_mode && agent.api && atomic_load(&agent.state) == AGENT_ATTACHED;
+	return agent.inline_mode && agent.api &&
+	       (atomic_load(&agent.state) == AGENT_ATTACHED || atomic_load(&agent.restoring));
 }
 
 /* [start, +len) is no longer mapped: the in-process host frees its frames. */
@@ -72,19 +75,38 @@ static void inline_gone(uint64_t start, uint64_t len)
 		agent.api->unmap(start, len);
 }
 
+/*
+ * A call that changes what addresses hold, and the bookkeeping after it,
+ * as one step for eviction: the daemon host's channel (agent/evict.c) and
+ * the in-process host's layout lock (core/inline_evict.c).  In between,
+ * no page is moved out or mapped in at those addresses.
+ */
+static void layout_begin(void)
+{
+	agent_evict_layout_begin();
+	if (inline_on())
+		agent.api->layout_begin();
+}
+
+static void layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	if (inline_on())
+		agent.api->layout_end();
+	agent_evict_layout_end(a, alen, b, blen);
+}
+
 static long do_mmap(long addr, long len, long prot, long flags, long fd, long off)
 {
 	long ret;
 
 	if (flags & MAP_FIXED)           /* replaces what is there */
-		agent_evict_layout_begin();
+		layout_begin();
 	ret = raw_syscall6(SYS_mmap, addr, len, prot, flags, fd, off);
-	if (flags & MAP_FIXED)
-		agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
-
 	/* MAP_FIXED replaced whatever was there. */
 	if (!raw_is_error(ret) && (flags & MAP_FIXED))
 		inline_gone((uint64_t)ret, PAGE_UP((uint64_t)len));
+	if (flags & MAP_FIXED)
+		layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 
 	/* The filter only traps private anonymous mmaps; hugetlb and stack
 	 * mappings are left to the kernel (userfaultfd would need other
@@ -103,19 +125,19 @@ static long do_brk(long addr)
 	long old, ret;
 	uint64_t from, to;
 
-	agent_evict_layout_begin();
+	layout_begin();
 	old = raw_syscall6(SYS_brk, 0, 0, 0, 0, 0, 0);
 	ret = raw_syscall6(SYS_brk, addr, 0, 0, 0, 0, 0);
 	from = PAGE_UP((uint64_t)old);
 	to = PAGE_UP((uint64_t)ret);
-	agent_evict_layout_end(to < from ? to : 0, to < from ? from - to : 0, 0, 0);
+	if (to < from)
+		inline_gone(to, from - to);
+	layout_end(to < from ? to : 0, to < from ? from - to : 0, 0, 0);
 
 	/* brk never merges the new pages into a registered heap VMA (the
 	 * flags differ), so each growth is a range of its own. */
 	if (to > from)
 		agent_register(from, to - from);
-	else if (to < from)
-		inline_gone(to, from - to);
 	return ret;
 }
 
@@ -123,11 +145,11 @@ static long do_munmap(long addr, long len)
 {
 	long ret;
 
-	agent_evict_layout_begin();
+	layout_begin();
 	ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
-	agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	if (!raw_is_error(ret))
 		inline_gone((uint64_t)addr, PAGE_UP((uint64_t)len));
+	layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	return ret;
 }
 
@@ -139,16 +161,15 @@ static long do_madvise(long addr, long len, long advice)
 	long ret;
 
 	if (drops)
-		agent_evict_layout_begin();
+		layout_begin();
 	ret = raw_syscall6(SYS_madvise, addr, len, advice, 0, 0, 0);
-	if (drops)
-		agent_evict_layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
-
 	/* These drop the pages (MADV_FREE only may, later: a fault on such
 	 * a page is handled as a fresh one). */
 	if (!raw_is_error(ret) && inline_on() &&
 	    (advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == 24 /* DONTNEED_LOCKED */))
 		agent.api->remove((uint64_t)addr, PAGE_UP((uint64_t)len));
+	if (drops)
+		layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	return ret;
 }
 
@@ -161,18 +182,19 @@ static long do_mremap(long old, long oldlen, long newlen, long flags, long new_)
 	long ret;
 	uint64_t o = (uint64_t)old, ol = PAGE_UP((uint64_t)oldlen), nl = PAGE_UP((uint64_t)newlen);
 
-	agent_evict_layout_begin();
+	layout_begin();
 	ret = raw_syscall6(SYS_mremap, old, oldlen, newlen, flags, new_, 0);
-	agent_evict_layout_end(o, ol, raw_is_error(ret) ? 0 : (uint64_t)ret, nl);
-
-	if (raw_is_error(ret) || !inline_on())
-		return ret;
-	if (nl < ol)
-		inline_gone(o + nl, ol - nl);
-	if ((uint64_t)ret != o) {
-		agent.api->remap(o, nl < ol ? nl : ol, (uint64_t)ret);
-		agent_register((uint64_t)ret, nl);
+	if (!raw_is_error(ret) && inline_on()) {
+		if (nl < ol)
+			inline_gone(o + nl, ol - nl);
+		/* Registered again before the layout is let go: a page of it
+		 * swapped out must fault to us, not read as zero. */
+		if ((uint64_t)ret != o) {
+			agent.api->remap(o, nl < ol ? nl : ol, (uint64_t)ret);
+			agent_register((uint64_t)ret, nl);
+		}
 	}
+	layout_end(o, ol, raw_is_error(ret) ? 0 : (uint64_t)ret, nl);
 	return ret;
 }
 

@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "mech/rawsys.h"
 #include "ipc/proto.h"
+#include "mech/uffd.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -42,6 +43,21 @@ static void ping(int sock)
 	send(sock, &m, sizeof(m), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/*
+ * In the in-process host the userfaultfd carries REMAP events only (see
+ * connect_instance): the thread in mremap waits until one is read, and its
+ * SIGSYS handler does the bookkeeping itself.  So they are read and
+ * dropped here.
+ */
+void agent_drain_events(void)
+{
+	struct uffd_msg msgs[16];
+
+	if (agent.inline_mode && agent.uffd >= 0)
+		while (usm_uffd_read(agent.uffd, msgs, 16) > 0)
+			;
+}
+
 static void *monitor(void *arg)
 {
 	int sock = agent.sock;
@@ -49,17 +65,21 @@ static void *monitor(void *arg)
 
 	(void)arg;
 	while (atomic_load(&agent.state) == AGENT_ATTACHED) {
-		struct pollfd pfd = { .fd = sock, .events = POLLIN };
+		struct pollfd pfd[2] = { { .fd = sock, .events = POLLIN },
+					 { .fd = agent.inline_mode ? agent.uffd : -1,
+					   .events = POLLIN } };
 		union {
 			struct usm_msg m;
 			struct usm_msg_pin pin;
 		} u;
 		uint64_t t;
-		int r = poll(&pfd, 1, PING_MS);
+		int r = poll(pfd, 2, PING_MS);
 
 		if (atomic_load(&agent.state) != AGENT_ATTACHED)
 			break;
-		if (r > 0) {
+		if (r > 0 && pfd[1].revents)
+			agent_drain_events();
+		if (r > 0 && pfd[0].revents) {
 			ssize_t n = recv(sock, &u, sizeof(u), MSG_DONTWAIT);
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 				agent_detach("the instance went away");

@@ -190,6 +190,17 @@ static int d_host(struct parse_ctx *pc, int argc, char **argv)
 	return 0;
 }
 
+static int d_reclaim(struct parse_ctx *pc, int argc, char **argv)
+{
+	if (!strcmp(argv[1], "direct"))
+		pc->cfg->reclaim_background = false;
+	else if (!strcmp(argv[1], "background"))
+		pc->cfg->reclaim_background = true;
+	else
+		return fail(pc, "reclaim: expected 'direct' or 'background', got '%s'", argv[1]);
+	return 0;
+}
+
 static int d_oom(struct parse_ctx *pc, int argc, char **argv)
 {
 	if (!strcmp(argv[1], "kernel"))
@@ -406,6 +417,7 @@ static const struct directive directives[] = {
 	{ "swapdev",   2, 6, "swapdev file|zmem <path|-> <size> [option]...", d_swapdev },
 	{ "swap_policy", 1, 1, "swap_policy <name>", d_swap_policy },
 	{ "watermarks", 2, 2, "watermarks <low%> <high%>", d_watermarks },
+	{ "reclaim",   1, 1, "reclaim direct|background", d_reclaim },
 	{ "limit",     2, 2, "limit <name> <MiB>", d_limit },
 	{ "trace",     2, 2, "trace <name> <file>", d_trace },
 };
@@ -446,7 +458,7 @@ static int parse_line(struct parse_ctx *pc, char *line)
 	}
 	return fail(pc, "unknown directive '%s' (expected one of memory, workers, copiers, page, "
 		    "mode, host, oom, policy, process, priority, threshold, plugin, set, swapdev, "
-		    "swap_policy, watermarks, limit, trace)", tok[0]);
+		    "swap_policy, watermarks, reclaim, limit, trace)", tok[0]);
 }
 
 int usm_config_parse(struct usm_config *cfg, const char *text, const char *source,
@@ -655,6 +667,40 @@ static bool append(char *buf, size_t len, size_t *off, const char *fmt, ...)
 	return true;
 }
 
+/*
+ * What the in-process host needs to evict: its compressed devices (it
+ * keeps them in its own memory; file devices serve the daemon host only),
+ * the swap policy, the watermarks and comm's limit.
+ */
+static bool inline_evict_text(const struct usm_config *cfg, const char *comm, char *buf,
+			      size_t len, size_t *off)
+{
+	bool ok = true;
+	unsigned zmem = 0;
+	uint64_t limit;
+
+	for (unsigned i = 0; ok && i < cfg->nswapdevs; i++) {
+		const struct usm_swapdev_cfg *d = &cfg->swapdevs[i];
+		if (strcmp(d->kind, "zmem"))
+			continue;
+		ok = append(buf, len, off, "swapdev zmem - %llu priority=%d codec=%s\n",
+			    (unsigned long long)d->size, d->priority,
+			    d->codec == USM_CODEC_ZSTD ? "zstd" : "lz4");
+		zmem++;
+	}
+	if (!zmem)
+		return ok;
+	if (ok && cfg->swap_policy[0])
+		ok = append(buf, len, off, "swap_policy %s\n", cfg->swap_policy);
+	if (ok)
+		ok = append(buf, len, off, "watermarks %u %u\nreclaim %s\n", cfg->wm_low_pct,
+			    cfg->wm_high_pct, cfg->reclaim_background ? "background" : "direct");
+	limit = usm_config_limit_for(cfg, comm) * cfg->page_size / (1024 * 1024);
+	if (ok && limit)
+		ok = append(buf, len, off, "limit %s %llu\n", comm, (unsigned long long)limit);
+	return ok;
+}
+
 int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
 			   const char *policy, char *buf, size_t len)
 {
@@ -676,7 +722,7 @@ int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
 			ok = append(buf, len, &off, " %s=%s", p->params[i].key, p->params[i].value);
 		ok = ok && append(buf, len, &off, "\n");
 	}
-	return ok ? (int)off : -1;
+	return ok && inline_evict_text(cfg, comm, buf, len, &off) ? (int)off : -1;
 }
 
 long long usm_config_int_value(const char *v, const char *what, long long def, int *err)

@@ -31,6 +31,9 @@
  *   swap_policy <name>               eviction policy (fifo)
  *   watermarks <low%> <high%>        reclaim when free frames < low% of
  *                                    the budget, until >= high%
+ *   reclaim direct|background        in-process host: who evicts for the
+ *                                    watermarks, the faulting thread
+ *                                    (direct, default) or a thread of its own
  *   limit <comm> <MiB>               frames one process may hold
  *   trace <comm> <file>              record comm's fault/eviction trace
  */
@@ -126,6 +129,7 @@ struct usm_config {
 	char swap_policy[USM_NAME_MAX];
 	int swap_policy_line;
 	unsigned wm_low_pct, wm_high_pct;   /* of the budget, free frames */
+	bool reclaim_background;            /* in-process: no direct reclaim */
 	struct usm_cfg_limit *limits;       size_t nlimits;
 	struct usm_cfg_trace *traces;       size_t ntraces;
 };
@@ -165,8 +169,9 @@ const char *usm_config_trace_for(const struct usm_config *cfg, const char *comm)
 bool usm_config_inline_for(const struct usm_config *cfg, const char *comm);
 /*
  * The config text an in-process host needs for comm: its policy, the
- * `set` lines, plugins, its process line.  Returns the length, or -1 if
- * it does not fit in len.
+ * `set` lines, plugins, its process line, and for eviction its compressed
+ * swap devices, the swap policy, watermarks and comm's limit.  Returns the
+ * length, or -1 if it does not fit in len.
  */
 int usm_config_inline_text(const struct usm_config *cfg, const char *comm,
 			   const char *policy, char *buf, size_t len);

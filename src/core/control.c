@@ -305,12 +305,14 @@ static size_t fill_stats(struct usm_instance *inst, struct usm_msg_stats_reply *
 	if (inst->swap_policy) {
 		snprintf(si->swap_policy, sizeof(si->swap_policy), "%s", inst->swap_policy->name);
 		si->swap_devs = usm_swap_ndevs();
-		usm_swap_stats(-1, &si->swap);
 		struct usm_access_stats as;
+		uint64_t in_process[3] = { 0, 0, 0 };
+		usm_swap_stats(-1, &si->swap);
+		usm_inline_swap_stats(inst, &si->swap, in_process);
 		usm_access_get_stats(&as);
-		si->access_scans = as.scans;
-		si->access_marked = as.pages_marked;
-		si->access_scan_ns = as.scan_ns;
+		si->access_scans = as.scans + in_process[0];
+		si->access_marked = as.pages_marked + in_process[1];
+		si->access_scan_ns = as.scan_ns + in_process[2];
 	}
 
 	pthread_mutex_lock(&inst->procs_lock);

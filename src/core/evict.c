@@ -5,6 +5,7 @@
  */
 #include "core/instance.h"
 #include "core/trace.h"
+#include "mech/rawsys.h"
 #include "mech/uffd.h"
 #include "swap/swapdev.h"
 
@@ -26,6 +27,11 @@ static uint64_t chan_size(uint64_t ps)
 static void *outbox(const struct usm_process *p, unsigned i)
 {
 	return (char *)p->chan + p->chan->outbox_off + (uint64_t)i * p->chan->page_size;
+}
+
+void *usm_evict_outbox(const struct usm_process *p, unsigned i)
+{
+	return outbox(p, i);
 }
 
 static struct usm_swap_ent *table(const struct usm_process *p)
@@ -111,25 +117,58 @@ void usm_evict_untrack(struct usm_page *pg)
 
 /* ---- channel set-up --------------------------------------------------- */
 
-static int chan_create(struct usm_process *p)
+/* The channel's memory: a memfd shared with the agent (daemon host), or
+ * private memory of the process itself (in-process host: no agent to
+ * share it with, and a fork child inherits a copy-on-write snapshot). */
+static struct usm_evict_chan *chan_map(uint64_t size, bool private_mem, int *fd_out)
 {
-	uint64_t ps = usm_inst->cfg.page_size, size = chan_size(ps);
-	int fd = memfd_create("usm-evict", MFD_CLOEXEC);
 	struct usm_evict_chan *c;
+	int fd;
 
+	*fd_out = -1;
+	if (private_mem) {
+		c = raw_map(size, PROT_READ | PROT_WRITE);
+		return c ? c : (errno = ENOMEM, NULL);
+	}
+	fd = memfd_create("usm-evict", MFD_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return NULL;
 	if (ftruncate(fd, (off_t)size) < 0) {
 		int e = errno;
 		close(fd);
-		return -e;
+		errno = e;
+		return NULL;
 	}
 	c = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (c == MAP_FAILED) {
 		int e = errno;
 		close(fd);
-		return -e;
+		errno = e;
+		return NULL;
 	}
+	*fd_out = fd;
+	return c;
+}
+
+static void chan_unmap(struct usm_evict_chan *c, int fd)
+{
+	if (fd < 0) {
+		raw_unmap(c, c->size);
+		return;
+	}
+	munmap(c, c->size);
+	close(fd);
+}
+
+int usm_evict_chan_create(struct usm_process *p, bool private_mem)
+{
+	uint64_t ps = usm_inst->cfg.page_size, size = chan_size(ps);
+	struct usm_evict_chan *c;
+	int fd;
+
+	c = chan_map(size, private_mem, &fd);
+	if (!c)
+		return -errno;
 	c->magic = USM_EVICT_MAGIC;
 	c->nreq = USM_EVICT_REQS;
 	c->page_size = ps;
@@ -139,8 +178,7 @@ static int chan_create(struct usm_process *p)
 	c->size = size;
 	p->swap_free = calloc(USM_EVICT_TABLE, sizeof(uint64_t));
 	if (!p->swap_free) {
-		munmap(c, size);
-		close(fd);
+		chan_unmap(c, fd);
 		return -ENOMEM;
 	}
 	/* The process is in the table already: the reclaimer looks for
@@ -235,7 +273,7 @@ static void adopt_snapshot(struct usm_process *p, struct usm_fork_snap *s)
 
 int usm_evict_attach(struct usm_process *p, uint32_t fork_token, int32_t ppid)
 {
-	int rc = chan_create(p);
+	int rc = usm_evict_chan_create(p, false);
 
 	if (rc == 0)
 		rc = send_devices(p);
@@ -261,8 +299,8 @@ int usm_evict_attach(struct usm_process *p, uint32_t fork_token, int32_t ppid)
 void usm_evict_release(struct usm_process *p)
 {
 	if (p->chan) {
-		munmap(p->chan, p->chan->size);
-		close(p->chan_fd);
+		chan_unmap(p->chan, p->chan_fd);
+		p->chan_fd = -1;
 		p->chan = NULL;
 	}
 	free(p->swap_free);

@@ -34,18 +34,28 @@ struct usm_event;
 struct usm_fork_snap;
 
 /* ---- instance --------------------------------------------------------- */
-/* Open the swap devices, pick the swap policy, start the reclaimer. */
+/* Open the swap devices, pick the swap policy, start the reclaimer (in
+ * the process itself: later, with usm_evict_start_reclaimer). */
 int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen);
+int usm_evict_start_reclaimer(struct usm_instance *inst, char *err, size_t errlen);
+/* (Re)initialise the reclaimer's lock and condition. */
+void usm_reclaim_sync_init(struct usm_instance *inst);
 void usm_evict_stop(struct usm_instance *inst);
 bool usm_evict_enabled(const struct usm_instance *inst);
 /* Frames ran short (or a fault waits for one): wake the reclaimer. */
 void usm_reclaim_kick(struct usm_instance *inst);
+/* In-process host: below the low watermark, the calling (faulting)
+ * thread evicts up to max pages itself. */
+void usm_reclaim_direct(struct usm_instance *inst, unsigned max);
 
 /* ---- processes -------------------------------------------------------- */
 /* Set up p's channel and send it (and the device fds) to the agent, after
  * the HELLO ACK.  A forked child adopts its parent's swapped pages from
  * the FORK_PREPARE snapshot named by token.  0 or -errno. */
 int usm_evict_attach(struct usm_process *p, uint32_t fork_token, int32_t ppid);
+/* p's channel and swap table: a memfd for the agent, or (private_mem, the
+ * in-process host) the process's own memory.  0 or -errno. */
+int usm_evict_chan_create(struct usm_process *p, bool private_mem);
 /* Both locks held, at exit after the pagemap is released: frames in flight
  * return to the pool. */
 void usm_evict_exit(struct usm_process *p);
@@ -81,6 +91,36 @@ void usm_evict_forks_expire(struct usm_instance *inst);
 /* inst->lock held: pinned frames become evictable candidates again. */
 void usm_evict_unpin_all(struct usm_instance *inst);
 void usm_evict_forks_fini(struct usm_instance *inst);
+
+/* Request i's outbox page. */
+void *usm_evict_outbox(const struct usm_process *p, unsigned i);
+
+/* ---- the in-process host (core/inline.c, core/inline_evict.c) ------------ */
+/* Move p's queued victims out of this process (what the agent does in the
+ * daemon host). */
+void usm_inline_move_queued(struct usm_process *p);
+/* Ask the instance for up to `need` more frames; returns how many came. */
+uint64_t usm_inline_lease_more(uint64_t need);
+/* Frames came free: wake the faulting threads waiting for one. */
+void usm_inline_frames_freed(void);
+/* p's private channel and staging area.  0, or -errno with err set. */
+int usm_inline_evict_attach(struct usm_process *p, char *err, size_t errlen);
+/* The layout lock (see core/inline_evict.c). */
+void usm_inline_layout_write(void);
+void usm_inline_layout_read(void);
+void usm_inline_layout_unlock(void);
+/* The same, reading the userfaultfd's events while waiting (detaching). */
+void usm_inline_layout_read_draining(void);
+void usm_inline_round_begin_draining(void);
+/* The reclaimer's round: fork and detaching wait for it to end. */
+void usm_inline_round_begin(void);
+void usm_inline_round_end(void);
+void usm_inline_evict_fork_prepare(struct usm_process *p);
+void usm_inline_evict_fork_parent(struct usm_process *p);
+int usm_inline_evict_fork_child(struct usm_process *p, char *err, size_t errlen);
+/* Put every swapped-out page of p back in place, outside the budget
+ * (the instance is gone).  Returns how many; *lost counts the others. */
+uint64_t usm_swapin_restore_all(struct usm_worker *w, struct usm_process *p, uint64_t *lost);
 
 /* ---- the fault path (a worker, no lock held) ---------------------------- */
 /* ev's page is swapped out or in flight: bring it back.  Returns an enum

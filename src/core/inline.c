@@ -3,6 +3,7 @@
  * core/inline.c - the in-process host: one instance inside the managed
  * process, serving faults in the faulting thread (see core/inline.h).
  */
+#include "core/access.h"
 #include "core/inline.h"
 #include "core/instance.h"
 #include "mech/rawsys.h"
@@ -29,6 +30,10 @@
 #define NSLOTS        64     /* threads resolving faults at the same time */
 #define OOM_WAIT_NS   10000000
 #define RETRY_FIRST_NS 20000
+/* With eviction on, an instance that refused frames is not asked again
+ * for this long: the reclaimer evicts instead, and a fault never waits
+ * for a round trip that is known to bring nothing. */
+#define REFUSED_NS    50000000ull
 
 void usm_log_set_tag(const char *t);
 
@@ -36,6 +41,24 @@ static struct usm_process *self;
 static struct usm_worker *slots;          /* per-thread resolve plans */
 static _Atomic int busy[NSLOTS];
 static atomic_flag lease_lock = ATOMIC_FLAG_INIT;
+static _Atomic uint64_t refused_at;       /* the instance had no frame to lend */
+static _Atomic uint32_t frames_seq;       /* futex: bumped when frames came free */
+static _Atomic bool detaching;            /* the instance is gone: hands off */
+
+static bool evicting(void)
+{
+	return usm_evict_enabled(usm_inst);
+}
+
+/* Pages one faulting thread evicts at a time (direct reclaim). */
+#define DIRECT_BATCH 32
+
+static uint64_t frames_free_locked(void);
+
+static bool direct_reclaim(void)
+{
+	return usm_inst->direct_reclaim && frames_free_locked() < usm_inst->wm_low;
+}
 
 static struct usm_worker *grab_slot(void)
 {
@@ -62,16 +85,45 @@ bool usm_inline_mapping(const struct usm_worker *self_slot, uint64_t va)
 	return false;
 }
 
-/* Change how many frames this host may hold, through the instance. */
-static void lease(int64_t delta)
+/* Frames more this host may lease: a process's `limit` caps its lease
+ * (it then evicts its own pages, like any process at its limit). */
+static uint64_t lease_room(void)
+{
+	uint64_t cap, limit = self ? self->limit_frames : 0;
+
+	if (!limit)
+		return UINT64_MAX;
+	pthread_mutex_lock(&usm_inst->lock);
+	cap = usm_inst->cap;
+	pthread_mutex_unlock(&usm_inst->lock);
+	return cap < limit ? limit - cap : 0;
+}
+
+/* Change how many frames this host may hold, through the instance;
+ * returns the change. */
+static int64_t lease(int64_t delta)
 {
 	int64_t granted = 0;
+	uint64_t room = delta > 0 ? lease_room() : 0;
 
-	if (usm_inst->host->lease(delta, &granted) < 0)
-		return;
+	if (delta > 0 && (uint64_t)delta > room)
+		delta = (int64_t)room;
+	if (!delta || usm_inst->host->lease(delta, &granted) < 0)
+		return 0;
+	if (delta > 0 && granted < delta)
+		atomic_store(&refused_at, usm_now_ns());
 	pthread_mutex_lock(&usm_inst->lock);
 	usm_inst->cap = (uint64_t)((int64_t)usm_inst->cap + granted);
 	pthread_mutex_unlock(&usm_inst->lock);
+	return granted;
+}
+
+/* With eviction on: was the instance out of frames a moment ago? */
+static bool refused_lately(void)
+{
+	uint64_t at = atomic_load(&refused_at);
+
+	return evicting() && at && usm_now_ns() - at < REFUSED_NS;
 }
 
 static uint64_t frames_free_locked(void)
@@ -109,7 +161,7 @@ static void top_up(void)
 {
 	uint64_t n = frames_free_locked();
 
-	if (n >= LEASE_LOW)
+	if (n >= LEASE_LOW || refused_lately())
 		return;
 	while (atomic_flag_test_and_set(&lease_lock)) {
 		if (n >= USM_MAX_BATCH)
@@ -118,8 +170,36 @@ static void top_up(void)
 		n = frames_free_locked();
 	}
 	if (frames_free_locked() < LEASE_LOW)
-		lease(next_chunk());
+		lease((int64_t)next_chunk());
 	atomic_flag_clear(&lease_lock);
+}
+
+uint64_t usm_inline_lease_more(uint64_t need)
+{
+	int64_t got = 0;
+
+	if (refused_lately())
+		return 0;
+	while (atomic_flag_test_and_set(&lease_lock))
+		sched_yield();
+	got = lease((int64_t)(need > LEASE_CHUNK ? need : LEASE_CHUNK));
+	atomic_flag_clear(&lease_lock);
+	return got > 0 ? (uint64_t)got : 0;
+}
+
+void usm_inline_frames_freed(void)
+{
+	atomic_fetch_add(&frames_seq, 1);
+	raw_syscall6(SYS_futex, (long)&frames_seq, FUTEX_WAKE, INT_MAX, 0, 0, 0);
+}
+
+/* Wait up to ns for frames to come free (or for another thread's window,
+ * which the retry then finds mapped). */
+static void wait_frames(uint32_t seen, long ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	raw_syscall6(SYS_futex, (long)&frames_seq, FUTEX_WAIT, (long)seen, (long)&ts, 0, 0);
 }
 
 /* After frees: keep a chunk or two, give the rest back to the instance. */
@@ -133,11 +213,21 @@ static void trim(void)
 	atomic_flag_clear(&lease_lock);
 }
 
-static void pause_ns(long ns)
+/*
+ * With eviction on, mapping pages holds the layout lock for reading (see
+ * core/inline_evict.c): a swap-in must not copy a page's old content into
+ * an address the program has just unmapped and mapped again.
+ */
+static enum usm_fault_result resolve(struct usm_worker *w, uint64_t addr, unsigned write)
 {
-	struct timespec ts = { 0, ns };
+	enum usm_fault_result r;
 
-	nanosleep(&ts, NULL);
+	if (!evicting())
+		return usm_fault_resolve(w, self, addr, write ? USM_FAULT_WRITE : 0, 0);
+	usm_inline_layout_read();
+	r = usm_fault_resolve(w, self, addr, write ? USM_FAULT_WRITE : 0, 0);
+	usm_inline_layout_unlock();
+	return r;
 }
 
 static int inline_fault(uint64_t addr, unsigned write)
@@ -148,13 +238,27 @@ static int inline_fault(uint64_t addr, unsigned write)
 
 	usm_count(&self->c.faults, 1);
 	for (long wait = RETRY_FIRST_NS;; wait = wait * 2 > OOM_WAIT_NS ? OOM_WAIT_NS : wait * 2) {
+		uint32_t seen = atomic_load(&frames_seq);
+
+		if (atomic_load(&detaching)) {
+			/* The agent is putting every page back and handing the
+			 * memory to the kernel: retry the access until it has. */
+			drop_slot(w);
+			sched_yield();
+			return 0;
+		}
 		top_up();
-		r = usm_fault_resolve(w, self, addr, write ? USM_FAULT_WRITE : 0, 0);
+		if (direct_reclaim())
+			usm_reclaim_direct(usm_inst, DIRECT_BATCH);
+		r = resolve(w, addr, write);
 		if (r != USM_FAULT_RETRY)
 			break;
-		/* Another thread is moving a 2 MiB page here (short), or no
-		 * frame: the instance is deciding (oom wait/kill). */
-		pause_ns(wait);
+		/* Another thread is mapping pages here (short), or no frame:
+		 * the reclaimer is evicting, or the instance deciding (oom
+		 * wait/kill).  Frames coming free wake us. */
+		if (evicting() && !usm_inst->direct_reclaim)
+			usm_reclaim_kick(usm_inst);
+		wait_frames(seen, wait);
 	}
 	drop_slot(w);
 	if (r == USM_FAULT_FAILED)
@@ -195,6 +299,16 @@ static void inline_push_stats(void)
 	m.c.bloat_pages = usm_read(&self->bloat_pages);
 	for (unsigned i = 0; i < USM_HIST_BUCKETS; i++)
 		m.hist[i] = usm_read(&self->lat.bucket[i]);
+	memset(&m.swap, 0, sizeof(m.swap));
+	m.access_scans = m.access_marked = m.access_scan_ns = 0;
+	if (evicting()) {
+		struct usm_access_stats as;
+		usm_swap_stats(-1, &m.swap);
+		usm_access_get_stats(&as);
+		m.access_scans = as.scans;
+		m.access_marked = as.pages_marked;
+		m.access_scan_ns = as.scan_ns;
+	}
 	usm_inst->host->push(&m);
 }
 
@@ -219,6 +333,10 @@ static int make_self(pid_t pid, const char *comm, int uffd)
 	self->attached_ns = usm_now_ns();
 	self->cfgline = usm_config_process_for(&usm_inst->cfg, comm);
 	self->priority = usm_config_priority_for(&usm_inst->cfg, comm);
+	self->limit_frames = usm_config_limit_for(&usm_inst->cfg, comm);
+	self->chan_fd = -1;
+	self->refs = 1;                 /* the host's own: never freed under it */
+	pthread_mutex_init(&self->evict_mu, NULL);
 	usm_pagemap_init(&self->pm);
 	usm_list_init(&self->link);
 	usm_list_add_tail(&self->link, &usm_inst->procs);
@@ -245,6 +363,11 @@ static int inline_start(const struct usm_inline_host *host, const char *config_t
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	if (evicting() && usm_inline_evict_attach(self, err, errlen))
+		return -1;
+	usm_inst->direct_reclaim = evicting() && !usm_inst->cfg.reclaim_background;
+	if (evicting())
+		usm_access_track(self);
 	pol = usm_instance_policy_of(self);
 	if (pol->ops->usm_new_process)
 		pol->ops->usm_new_process(self);
@@ -254,20 +377,38 @@ static int inline_start(const struct usm_inline_host *host, const char *config_t
 
 /*
  * In a fork child: the pages it inherited came from fork, not from us, and
- * the lease was the parent's.  Start over with the child's userfaultfd.
+ * the lease was the parent's.  Start over with the child's userfaultfd;
+ * pages the parent had swapped out stay swapped out, in the child's own
+ * copy of the devices (see core/inline_evict.c).
  */
 static void inline_forked(pid_t pid, int uffd)
 {
+	uint64_t swapped = usm_read(&self->c.swapped_now);
+	char err[256];
+
 	pthread_mutex_init(&usm_inst->lock, NULL);
-	for (int i = 0; i < NSLOTS; i++)
+	pthread_mutex_init(&usm_inst->procs_lock, NULL);
+	for (int i = 0; i < NSLOTS; i++) {
 		atomic_store(&busy[i], 0);
+		atomic_store(&slots[i].mapping_region, 0);
+	}
 	atomic_flag_clear(&lease_lock);
-	usm_pagemap_destroy(&self->pm);
-	usm_frames_fini(usm_inst);
-	usm_frames_init(usm_inst);
+	atomic_store(&refused_at, 0);
+	if (evicting()) {
+		if (usm_inline_evict_fork_child(self, err, sizeof(err)))
+			usm_log(USM_LOG_ERROR, "fork child %d: %s; its pages are not evicted", pid,
+				err);
+		usm_inst->reclaimer_running = false;     /* the thread stayed behind */
+		usm_reclaim_sync_init(usm_inst);
+	} else {
+		usm_pagemap_destroy(&self->pm);
+		usm_frames_fini(usm_inst);
+		usm_frames_init(usm_inst);
+	}
 	usm_inst->cap = 0;
 	memset(&self->c, 0, sizeof(self->c));
 	memset(&self->lat, 0, sizeof(self->lat));
+	atomic_store(&self->c.swapped_now, swapped);
 	self->pid = pid;
 	self->uffd = uffd;
 	self->vma_lo = self->vma_hi = 0;
@@ -280,6 +421,111 @@ static void inline_forked(pid_t pid, int uffd)
 	self->attached_ns = usm_now_ns();
 	self->pool = NULL;              /* the agent builds the child's own */
 	lease(LEASE_CHUNK);
+}
+
+/* After the agent's seccomp filter (see usm_evict_start_reclaimer). */
+static void inline_start_threads(void)
+{
+	char err[256];
+
+	if (evicting() && usm_evict_start_reclaimer(usm_inst, err, sizeof(err)))
+		usm_log(USM_LOG_ERROR, "%s: pages are not evicted; the lease is all there is", err);
+}
+
+static int inline_evicting(void)
+{
+	return self && evicting();
+}
+
+static void inline_layout_begin(void)
+{
+	if (evicting())
+		usm_inline_layout_write();
+}
+
+static void inline_layout_end(void)
+{
+	if (evicting())
+		usm_inline_layout_unlock();
+}
+
+static void inline_fork_pause(void)
+{
+	if (evicting())
+		usm_inline_round_begin();
+}
+
+static void inline_fork_resume(void)
+{
+	if (evicting())
+		usm_inline_round_end();
+}
+
+/* After inline_fork_pause. */
+static void inline_fork_prepare(void)
+{
+	if (evicting())
+		usm_inline_evict_fork_prepare(self);
+}
+
+static void inline_fork_parent(void)
+{
+	if (evicting())
+		usm_inline_evict_fork_parent(self);
+}
+
+/* Join the reclaimer thread, reading events meanwhile (see
+ * usm_inline_layout_read_draining). */
+static void stop_reclaimer(void)
+{
+	struct timespec ts;
+
+	if (!usm_inst->reclaimer_running)
+		return;
+	for (;;) {
+		usm_reclaim_kick(usm_inst);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (!pthread_timedjoin_np(usm_inst->reclaimer, NULL, &ts))
+			break;
+		usm_inst->host->drain_events();
+	}
+	usm_inst->reclaimer_running = false;
+}
+
+/*
+ * The instance is gone, or stopped: put every swapped-out page back in
+ * place (outside the budget, there is none any more) before the agent
+ * hands the memory to the kernel.  Faulting threads keep retrying their
+ * access meanwhile.
+ */
+static void inline_restore(void)
+{
+	struct usm_worker *w;
+	uint64_t back, lost = 0;
+
+	atomic_store(&detaching, true);
+	if (!evicting())
+		return;
+	/* No round may move pages out behind the restore: stop the
+	 * reclaimer thread, wait for a faulting thread's round in progress,
+	 * hold off the others. */
+	usm_inst->stopping = true;
+	stop_reclaimer();
+	usm_inline_round_begin_draining();
+	w = grab_slot();
+	back = usm_swapin_restore_all(w, self, &lost);
+	drop_slot(w);
+	usm_inline_round_end();
+	/* Said whatever the log level, as the agent does (agent/evict.c). */
+	if (back || lost)
+		usm_log(lost ? USM_LOG_ERROR : USM_LOG_WARN, "restored %llu swapped-out page(s)%s",
+			(unsigned long long)back,
+			lost ? "; some could not be put back and read as zero" : "");
 }
 
 static int inline_wants_pool(void)
@@ -303,4 +549,13 @@ const struct usm_inline_api usm_inline_api = {
 	.forked = inline_forked,
 	.wants_pool = inline_wants_pool,
 	.pool_ready = inline_pool_ready,
+	.start_threads = inline_start_threads,
+	.evicting = inline_evicting,
+	.layout_begin = inline_layout_begin,
+	.layout_end = inline_layout_end,
+	.fork_pause = inline_fork_pause,
+	.fork_resume = inline_fork_resume,
+	.fork_prepare = inline_fork_prepare,
+	.fork_parent = inline_fork_parent,
+	.restore = inline_restore,
 };

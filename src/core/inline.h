@@ -28,6 +28,10 @@ struct usm_inline_host {
 	int (*oom)(void);
 	/* Send the process's counters. */
 	int (*push)(const struct usm_msg_stats_push *m);
+	/* Read the userfaultfd's pending events (a thread in mremap waits
+	 * for that): while the agent's monitor thread is busy detaching,
+	 * nobody else would. */
+	void (*drain_events)(void);
 };
 
 /* The entry points, looked up by the agent with dlsym. */
@@ -45,6 +49,23 @@ struct usm_inline_api {
 	/* Does the policy want a 2 MiB page pool?  Then here it is. */
 	int (*wants_pool)(void);
 	void (*pool_ready)(struct usm_thp_pool *pool);
+	/* After the agent's seccomp filter: start the host's own threads. */
+	void (*start_threads)(void);
+	/* Does this host evict (swap devices)?  Then system calls may find
+	 * their buffers swapped out (agent/pretouch.c). */
+	int (*evicting)(void);
+	/* Around a trapped call that changes the address space and the
+	 * unmap/remove/remap that follows it. */
+	void (*layout_begin)(void);
+	void (*layout_end)(void);
+	/* fork, in the parent: stop evicting (pause; resume undoes it), then
+	 * stop everything (prepare), and after (the child calls forked). */
+	void (*fork_pause)(void);
+	void (*fork_resume)(void);
+	void (*fork_prepare)(void);
+	void (*fork_parent)(void);
+	/* The instance is gone: put every swapped-out page back in place. */
+	void (*restore)(void);
 };
 
 #define USM_INLINE_API_SYMBOL "usm_inline_api"

@@ -125,6 +125,14 @@ static void store(_Atomic uint64_t *dst, _Atomic uint64_t *total, uint64_t v)
 		usm_count(total, v - old);
 }
 
+/* A level, not a count: the instance total follows it both ways. */
+static void store_level(_Atomic uint64_t *dst, _Atomic uint64_t *total, uint64_t v)
+{
+	uint64_t old = atomic_exchange_explicit(dst, v, memory_order_relaxed);
+
+	usm_count(total, v - old);
+}
+
 /* Counters are cumulative in the process: keep them, add the growth to
  * the instance totals. */
 static void take_stats(struct usm_process *p, const struct usm_msg_stats_push *m)
@@ -142,7 +150,19 @@ static void take_stats(struct usm_process *p, const struct usm_msg_stats_push *m
 	store(&c->kernel_pages, &t->kernel_pages, m->c.kernel_pages);
 	store(&c->eexist, &t->eexist, m->c.eexist);
 	store(&c->huge_pages, &t->huge_pages, m->c.huge_pages);
+	store(&c->evicted, &t->evicted, m->c.evicted);
+	store(&c->swapin_faults, &t->swapin_faults, m->c.swapin_faults);
+	store(&c->swapped_in, &t->swapped_in, m->c.swapped_in);
+	store(&c->swapcache_hits, &t->swapcache_hits, m->c.swapcache_hits);
+	store(&c->evict_failed, &t->evict_failed, m->c.evict_failed);
+	store_level(&c->swapped_now, &t->swapped_now, m->c.swapped_now);
 	store(&p->bloat_pages, NULL, m->c.bloat_pages);
+	pthread_mutex_lock(&usm_inst->procs_lock);
+	p->inline_swap = m->swap;
+	p->inline_access[0] = m->access_scans;
+	p->inline_access[1] = m->access_marked;
+	p->inline_access[2] = m->access_scan_ns;
+	pthread_mutex_unlock(&usm_inst->procs_lock);
 	for (unsigned i = 0; i < USM_HIST_BUCKETS; i++)
 		store(&p->lat.bucket[i], &usm_inst->lat.bucket[i], m->hist[i]);
 }
@@ -182,6 +202,28 @@ void usm_inline_serve_rpc(struct usm_process *p)
 			u.m.type);
 }
 
+/* Teardown: what its devices stored and loaded stays in the instance's
+ * totals; what they held is gone with the process. */
+static void keep_swap_totals(struct usm_process *p)
+{
+	struct usm_swap_stats *g = &usm_inst->inline_swap_gone;
+
+	pthread_mutex_lock(&usm_inst->procs_lock);
+	g->stored += p->inline_swap.stored;
+	g->loaded += p->inline_swap.loaded;
+	g->freed += p->inline_swap.freed;
+	g->store_errors += p->inline_swap.store_errors;
+	g->load_errors += p->inline_swap.load_errors;
+	memset(&p->inline_swap, 0, sizeof(p->inline_swap));
+	for (int i = 0; i < 3; i++) {
+		usm_inst->inline_access_gone[i] += p->inline_access[i];
+		p->inline_access[i] = 0;
+	}
+	pthread_mutex_unlock(&usm_inst->procs_lock);
+	usm_count(&usm_inst->c.swapped_now, -usm_read(&p->c.swapped_now));
+	atomic_store_explicit(&p->c.swapped_now, 0, memory_order_relaxed);
+}
+
 /* Teardown (lock held): every lent frame comes back. */
 void usm_inline_release(struct usm_process *p)
 {
@@ -189,10 +231,38 @@ void usm_inline_release(struct usm_process *p)
 
 	usm_count(&usm_inst->c.frames_in_use, (uint64_t)-n);
 	p->nleased = 0;
+	if (p->inline_host)
+		keep_swap_totals(p);
 	if (p->rpc_sock >= 0) {
 		if (p->worker)
 			epoll_ctl(p->worker->epfd, EPOLL_CTL_DEL, p->rpc_sock, NULL);
 		close(p->rpc_sock);
 		p->rpc_sock = -1;
 	}
+}
+
+void usm_inline_swap_stats(struct usm_instance *inst, struct usm_swap_stats *sum,
+			   uint64_t access[3])
+{
+	struct usm_list_head *pos;
+	const struct usm_swap_stats *g = &inst->inline_swap_gone;
+
+	pthread_mutex_lock(&inst->procs_lock);
+	sum->stored += g->stored;
+	sum->loaded += g->loaded;
+	sum->freed += g->freed;
+	sum->store_errors += g->store_errors;
+	sum->load_errors += g->load_errors;
+	for (int i = 0; i < 3; i++)
+		access[i] += inst->inline_access_gone[i];
+	usm_list_for_each(pos, &inst->procs) {
+		const struct usm_process *p = usm_list_entry(pos, struct usm_process, link);
+		const uint64_t *b = (const uint64_t *)&p->inline_swap;
+		uint64_t *a = (uint64_t *)sum;
+		for (size_t i = 0; i < sizeof(p->inline_swap) / sizeof(uint64_t); i++)
+			a[i] += b[i];
+		for (int i = 0; i < 3; i++)
+			access[i] += p->inline_access[i];
+	}
+	pthread_mutex_unlock(&inst->procs_lock);
 }

@@ -100,6 +100,8 @@ struct usm_process {
 	uint64_t other_tid_ns;            /* when another thread faulted */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	uint64_t nleased;                 /* inline: frames lent to it */
+	struct usm_swap_stats inline_swap; /* inline: its own devices, pushed */
+	uint64_t inline_access[3];        /* inline: scans, marked, scan ns */
 	struct usm_worker *worker;
 	struct usm_watch w_uffd, w_sock, w_pidfd, w_rpc;
 	struct usm_list_head link;        /* inst->procs, under procs_lock */
@@ -210,12 +212,17 @@ struct usm_instance {
 	pthread_cond_t reclaim_cv;
 	bool reclaim_kicked;
 	_Atomic bool reclaim_stuck;       /* nothing evictable: OOM decides */
+	bool direct_reclaim;              /* in-process: faulting threads evict */
 	_Atomic uint64_t swap_full_at;    /* slots used + 1 when a store found
 					   * no room, 0 while there is room */
 	uint64_t referenced_asked;        /* usm_page_referenced calls (lock) */
 	struct usm_list_head forks;       /* snapshots for forked children */
 	struct usm_list_head pinned;      /* frames that could not be moved out */
 	uint32_t fork_seq;
+	/* In-process hosts' devices: what exited ones stored and loaded,
+	 * and their access scans (scans, frames marked, ns). */
+	struct usm_swap_stats inline_swap_gone;
+	uint64_t inline_access_gone[3];
 };
 
 extern struct usm_instance *usm_inst;
@@ -320,7 +327,8 @@ void usm_pool_attach(struct usm_process *p, int memfd);
 void usm_pool_detach(struct usm_process *p);
 
 /* bloat.c */
-/* Sum Rss - Referenced over pid's registered mappings, in pages. */
+/* Sum Rss - Referenced over pid's registered mappings, in pages: 0, or
+ * -errno (-ENOENT: it has none left, it is exiting). */
 int usm_bloat_sample(pid_t pid, uint64_t *pages);
 
 /* inline_rpc.c: the daemon's side of the in-process host */
@@ -329,6 +337,10 @@ int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
 void usm_inline_serve_rpc(struct usm_process *p);
 void usm_inline_release(struct usm_process *p);
 int usm_inline_send_config(struct usm_process *p);
+/* The in-process hosts' devices and access scans (scans, frames marked,
+ * ns), added to sum and access (takes procs_lock). */
+void usm_inline_swap_stats(struct usm_instance *inst, struct usm_swap_stats *sum,
+			   uint64_t access[3]);
 
 /* reclaim.c (with core/evict.h) */
 void usm_evict_fini(struct usm_instance *inst);

@@ -17,6 +17,7 @@
 #include "swap/swapdev.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@
 
 void usm_reclaim_kick(struct usm_instance *inst)
 {
-	if (!inst->reclaimer_running)
+	/* With direct reclaim, frames short are the faulting thread's job. */
+	if (!inst->reclaimer_running || inst->direct_reclaim)
 		return;
 	pthread_mutex_lock(&inst->reclaim_mu);
 	inst->reclaim_kicked = true;
@@ -104,11 +106,13 @@ static uint64_t collect_all(struct usm_process **procs, size_t n)
 	return left;
 }
 
-/* inst->lock held: a victim the policy handed over, checked. */
+/* inst->lock held: a victim the policy handed over, checked.  The daemon
+ * evicts from processes of its own host; an in-process host from itself
+ * (its frames are leased: the daemon's policy never sees them). */
 static bool victim_ok(const struct usm_page *pg)
 {
 	return pg->state == USM_PAGE_MAPPED && pg->proc && !pg->proc->exiting &&
-	       !pg->proc->inline_host && pg->proc->chan;
+	       (!pg->proc->inline_host || usm_inst->host) && pg->proc->chan;
 }
 
 /* inst->lock held: queue the victims; the others go back to the policy. */
@@ -146,16 +150,24 @@ static unsigned choose_victims(struct usm_instance *inst, uint64_t need)
 	return queued;
 }
 
-static void kick_agents(struct usm_process **procs, size_t n)
+/* The queued victims leave their processes: each agent moves its own
+ * out (daemon host), or the in-process host does it here and now. */
+static void kick_agents(struct usm_instance *inst, struct usm_process **procs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		usm_evict_kick_agent(procs[i]);
+		if (inst->host)
+			usm_inline_move_queued(procs[i]);
+		else
+			usm_evict_kick_agent(procs[i]);
 }
 
+/* Frames came free: faults waiting for one try again. */
 static void kick_workers(struct usm_instance *inst)
 {
 	for (unsigned i = 0; i < inst->nworkers; i++)
 		usm_worker_kick(&inst->workers[i]);
+	if (inst->host)
+		usm_inline_frames_freed();
 }
 
 /* Headroom kept under a process's `limit`, so that it does not stop at
@@ -281,23 +293,46 @@ static bool devices_full(struct usm_instance *inst)
 	return atomic_load(&inst->swap_full_at) != 0;
 }
 
-static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t *outstanding)
+/*
+ * In the process itself, growing the lease beats evicting: the instance
+ * may have frames to spare.  Returns what is still needed after that.
+ */
+static uint64_t after_lease(struct usm_instance *inst, uint64_t need)
+{
+	uint64_t got;
+
+	if (!inst->host || !need)
+		return need;
+	got = usm_inline_lease_more(need);
+	return got >= need ? 0 : need - got;
+}
+
+/* At most max victims this round. */
+static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t *outstanding,
+			  uint64_t max)
 {
 	struct usm_process **procs;
 	size_t n = grab_processes(inst, &procs);
 	uint64_t before = frames_free_now(inst), need, queued = 0, after;
 
 	*outstanding = collect_all(procs, n);
-	need = frames_needed(inst, *outstanding, reclaiming);
+	need = after_lease(inst, frames_needed(inst, *outstanding, reclaiming));
+	if (need > max)
+		need = max;
 	bool full = devices_full(inst);
 
-	queued = enforce_limits(inst, procs, n, full);
+	/* In the process, a limit caps the lease instead (core/inline.c). */
+	if (!inst->host)
+		queued = enforce_limits(inst, procs, n, full);
 	if (!full && (need || !*outstanding))
 		queued += choose_victims(inst, need);
 	if (queued) {
-		kick_agents(procs, n);
+		kick_agents(inst, procs, n);
 		*outstanding += queued;
 	}
+	/* The in-process host moved them out just now: store them now. */
+	if (inst->host && queued)
+		*outstanding = collect_all(procs, n);
 	/* Nothing in flight, nothing chosen, and still short: stuck. */
 	after = frames_free_now(inst);
 	atomic_store(&inst->reclaim_stuck, need && !queued && !*outstanding &&
@@ -305,6 +340,25 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 	if (after > before || atomic_load(&inst->reclaim_stuck))
 		kick_workers(inst);
 	put_processes(procs, n);
+}
+
+/*
+ * In the process itself, a faulting thread that finds free frames below
+ * the low watermark evicts a batch on its own (like the kernel's direct
+ * reclaim).  On a virtual machine a page moved out from another CPU than
+ * the program's costs a TLB-shootdown IPI, about 14 us here, far more
+ * than the move itself; moved out from the program's own thread, the
+ * flush is local whenever no other thread of the program runs meanwhile.
+ */
+void usm_reclaim_direct(struct usm_instance *inst, unsigned max)
+{
+	bool reclaiming = true;
+	uint64_t outstanding;
+
+	usm_inline_round_begin();
+	if (frames_free_now(inst) < inst->wm_low)
+		reclaim_round(inst, &reclaiming, &outstanding, max);
+	usm_inline_round_end();
 }
 
 /* Has the policy called usm_page_referenced since we last looked? */
@@ -329,7 +383,10 @@ static void *reclaimer_main(void *arg)
 	uint64_t last_unpin = usm_now_ns();
 
 	while (!inst->stopping) {
-		wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
+		/* The in-process host evicts synchronously: while it is below
+		 * its high watermark, the next round follows at once. */
+		if (!(inst->host && reclaiming && !inst->direct_reclaim))
+			wait_tick(inst, outstanding ? POLL_NS : TICK_NS);
 		if (inst->stopping)
 			break;
 		/* What was written lately, for the policy's choice: it costs
@@ -340,7 +397,14 @@ static void *reclaimer_main(void *arg)
 			usm_access_scan(inst);
 			last_scan = usm_now_ns();
 		}
-		reclaim_round(inst, &reclaiming, &outstanding);
+		if (inst->host)
+			usm_inline_round_begin();
+		/* With direct reclaim the faulting threads evict for the
+		 * watermarks; this thread only scans and asks cond_swap_out. */
+		reclaim_round(inst, &reclaiming, &outstanding,
+			      inst->direct_reclaim ? 0 : VICTIMS_PER_ROUND);
+		if (inst->host)
+			usm_inline_round_end();
 		if (usm_now_ns() - last_expire > 1000000000ull) {
 			usm_evict_forks_expire(inst);
 			last_expire = usm_now_ns();
@@ -367,6 +431,62 @@ bool usm_evict_enabled(const struct usm_instance *inst)
 	return inst->swap_policy != NULL;
 }
 
+/*
+ * The reclaimer thread.  In the process itself it must be started after
+ * the agent's seccomp filter (core/inline.c): a thread glibc is still
+ * setting up, all signals blocked, would be killed by its first trap.
+ * Program signals never run on it; SIGSYS (the agent's traps) and the
+ * fault signals must reach it.
+ */
+int usm_evict_start_reclaimer(struct usm_instance *inst, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	int rc;
+
+	if (!inst->swap_policy || inst->reclaimer_running)
+		return 0;
+	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&inst->reclaimer, NULL, reclaimer_main, inst);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the reclaimer: %s", strerror(rc));
+		return -rc;
+	}
+	inst->reclaimer_running = true;
+	usm_thread_name(inst->reclaimer, "usm-reclaim", -1);
+	return 0;
+}
+
+/* The reclaimer's kick (wait_tick's clock is CLOCK_MONOTONIC); also for a
+ * fork child of the in-process host, whose copy may be held. */
+void usm_reclaim_sync_init(struct usm_instance *inst)
+{
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&inst->reclaim_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&inst->reclaim_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	inst->reclaim_kicked = false;
+}
+
+static void set_watermarks(struct usm_instance *inst)
+{
+	const struct usm_config *cfg = &inst->cfg;
+
+	inst->wm_low = pct_of(inst->nframes, cfg->wm_low_pct, 64);
+	inst->wm_high = pct_of(inst->nframes, cfg->wm_high_pct, inst->wm_low + 64);
+	if (inst->wm_high > inst->nframes / 2)
+		inst->wm_high = inst->nframes / 2;
+	if (inst->wm_low > inst->wm_high)
+		inst->wm_low = inst->wm_high;
+}
+
 int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 {
 	const struct usm_config *cfg = &inst->cfg;
@@ -374,7 +494,7 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 	struct usm_swap_policy *sp;
 	int rc;
 
-	if (!cfg->nswapdevs || inst->host)
+	if (!cfg->nswapdevs)
 		return 0;
 	sp = usm_registry_find_swap(name);
 	if (!sp) {
@@ -384,7 +504,9 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 			 cfg->source, cfg->swap_policy_line, name, known);
 		return -EINVAL;
 	}
-	rc = usm_swap_init(cfg->swapdevs, cfg->nswapdevs, cfg->page_size, err, errlen);
+	/* In the process itself the devices live in its own memory. */
+	rc = usm_swap_init_mode(cfg->swapdevs, cfg->nswapdevs, cfg->page_size,
+				inst->host ? USM_SWAP_PRIVATE : USM_SWAP_SHARED, err, errlen);
 	if (rc) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", err);
@@ -401,27 +523,16 @@ int usm_evict_start(struct usm_instance *inst, char *err, size_t errlen)
 	if (usm_access_init(inst, err, errlen))
 		usm_log(USM_LOG_WARN, "%s", err);
 	err[0] = '\0';
-	inst->wm_low = pct_of(inst->nframes, cfg->wm_low_pct, 64);
-	inst->wm_high = pct_of(inst->nframes, cfg->wm_high_pct, inst->wm_low + 64);
-	if (inst->wm_high > inst->nframes / 2)
-		inst->wm_high = inst->nframes / 2;
-	if (inst->wm_low > inst->wm_high)
-		inst->wm_low = inst->wm_high;
-	pthread_mutex_init(&inst->reclaim_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&inst->reclaim_cv, &ca);
-	pthread_condattr_destroy(&ca);
-	rc = pthread_create(&inst->reclaimer, NULL, reclaimer_main, inst);
-	if (rc) {
-		snprintf(err, errlen, "cannot start the reclaimer: %s", strerror(rc));
-		usm_swap_fini();
-		inst->swap_policy = NULL;
-		return -rc;
+	set_watermarks(inst);
+	usm_reclaim_sync_init(inst);
+	if (!inst->host) {
+		rc = usm_evict_start_reclaimer(inst, err, errlen);
+		if (rc) {
+			usm_swap_fini();
+			inst->swap_policy = NULL;
+			return rc;
+		}
 	}
-	inst->reclaimer_running = true;
-	usm_thread_name(inst->reclaimer, "usm-reclaim", -1);
 	usm_log(USM_LOG_INFO, "eviction: swap policy %s, %u device(s), watermarks %llu/%llu "
 		"free frames", sp->name, cfg->nswapdevs, (unsigned long long)inst->wm_low,
 		(unsigned long long)inst->wm_high);

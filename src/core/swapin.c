@@ -16,6 +16,7 @@
 #include "swap/swapdev.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -144,7 +145,8 @@ static void commit_page(struct usm_process *p, struct swapin_plan *pl, unsigned 
 	usm_evict_track(pg);
 }
 
-static enum usm_fault_result map_pages(struct usm_process *p, struct swapin_plan *pl)
+static enum usm_fault_result map_pages(struct usm_worker *w, struct usm_process *p,
+				       struct swapin_plan *pl)
 {
 	uint64_t ps = usm_inst->cfg.page_size;
 	enum usm_fault_result res = USM_FAULT_DONE;
@@ -172,6 +174,7 @@ static enum usm_fault_result map_pages(struct usm_process *p, struct swapin_plan
 			usm_swapent_drop(p, pl->idx[i]);
 		}
 	}
+	atomic_store(&w->mapping_region, 0);
 	pthread_mutex_unlock(&usm_inst->lock);
 	for (unsigned i = 0; i < pl->n; i++)
 		if (pl->rc[i] == 0)
@@ -257,6 +260,8 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 	}
 	usm_count(&p->c.swapin_faults, 1);
 	usm_count(&usm_inst->c.swapin_faults, 1);
+	if (p->inline_host)                 /* see other_thread_swapping */
+		atomic_store(&w->mapping_region, usm_region_of(ev->vaddr));
 	pthread_mutex_unlock(&usm_inst->lock);
 
 	rc = usm_swap_load(pl->loc, pl->n, pl->buf);
@@ -264,6 +269,7 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 		pthread_mutex_lock(&usm_inst->lock);
 		for (unsigned i = 0; i < pl->n; i++)
 			usm_frame_put(pl->pg[i]);
+		atomic_store(&w->mapping_region, 0);
 		pthread_mutex_unlock(&usm_inst->lock);
 		/* Its data cannot be read back: never let it run on with zeros. */
 		usm_log(USM_LOG_ERROR, "pid %d: reading swapped page 0x%llx: %s", p->pid,
@@ -271,7 +277,7 @@ static enum usm_fault_result from_device(struct usm_worker *w, struct usm_proces
 		usm_process_kill(p, "a swapped-out page cannot be read back");
 		return USM_FAULT_FAILED;
 	}
-	return map_pages(p, pl);
+	return map_pages(w, p, pl);
 }
 
 /* Both locks held on entry; released on return.  pg is in flight. */
@@ -308,18 +314,111 @@ static enum usm_fault_result from_outbox(struct usm_worker *w, struct usm_proces
 	return USM_FAULT_DONE;
 }
 
+/*
+ * inst->lock held: is another thread of this (in-process) host bringing
+ * back pages of va's 2 MiB region?  Then this fault waits for it: both
+ * would take the same swap entries.  (A worker serves its processes
+ * alone, so the daemon host never has to ask.)
+ */
+static bool other_thread_swapping(const struct usm_worker *w, const struct usm_process *p,
+				  uint64_t va)
+{
+	return p->inline_host && usm_inline_mapping(w, va);
+}
+
 int usm_swapin(struct usm_worker *w, struct usm_process *p, struct usm_event *ev)
 {
 	struct usm_page *v;
 
+	pthread_mutex_lock(&usm_inst->lock);
+	v = usm_pagemap_get(&p->pm, ev->vaddr);
+	if (v && usm_pm_is_swap(v)) {
+		if (other_thread_swapping(w, p, ev->vaddr)) {
+			pthread_mutex_unlock(&usm_inst->lock);
+			return USM_FAULT_RETRY;
+		}
+		return from_device(w, p, ev);
+	}
+	if (!v || v->state != USM_PAGE_EVICTING) {
+		pthread_mutex_unlock(&usm_inst->lock);
+		return -1;                  /* neither: an ordinary fault */
+	}
+	/* In flight: its request is the channel's, whose lock comes first.
+	 * Only this case takes it, so that swap-ins from the devices never
+	 * wait for the reclaimer storing a batch. */
+	pthread_mutex_unlock(&usm_inst->lock);
 	pthread_mutex_lock(&p->evict_mu);
 	pthread_mutex_lock(&usm_inst->lock);
 	v = usm_pagemap_get(&p->pm, ev->vaddr);
 	if (v && !usm_pm_is_swap(v) && v->state == USM_PAGE_EVICTING)
 		return from_outbox(w, p, v, ev->vaddr);
-	pthread_mutex_unlock(&p->evict_mu);
-	if (v && usm_pm_is_swap(v))
-		return from_device(w, p, ev);
 	pthread_mutex_unlock(&usm_inst->lock);
-	return -1;                  /* neither: an ordinary fault */
+	pthread_mutex_unlock(&p->evict_mu);
+	return USM_FAULT_RETRY;             /* settled meanwhile: look again */
+}
+
+/* ---- the in-process host's last act -------------------------------------- */
+
+/* Put one swapped-out page back at va; 0 or -errno. */
+static int restore_one(struct usm_worker *w, struct usm_process *p, uint64_t va,
+		       const struct usm_swap_loc *loc)
+{
+	void *buf = worker_buf(w);
+	void *one[1] = { buf };
+	uint64_t done = 0;
+	int rc = buf ? usm_swap_load(loc, 1, one) : -ENOMEM;
+
+	if (!rc)
+		rc = usm_uffd_copy_mode(p->uffd, va, buf, usm_inst->cfg.page_size, 0, &done);
+	return rc == -EEXIST ? 0 : rc;
+}
+
+uint64_t usm_swapin_restore_all(struct usm_worker *w, struct usm_process *p, uint64_t *lost)
+{
+	const struct usm_swap_ent *tab =
+		(const void *)((const char *)p->chan + p->chan->table_off);
+	uint64_t n = atomic_load(&p->chan->table_hwm), back = 0;
+
+	for (uint64_t idx = 0; idx < n && idx < p->chan->table_cap;) {
+		struct usm_swap_loc loc;
+		struct usm_page *v;
+		uint64_t va;
+		int rc;
+
+		usm_inline_layout_read_draining();
+		pthread_mutex_lock(&usm_inst->lock);
+		va = atomic_load_explicit(&tab[idx].vaddr, memory_order_acquire);
+		v = va ? usm_pagemap_get(&p->pm, va) : NULL;
+		if (!v || !usm_pm_is_swap(v) || usm_pm_swap_idx(v) != idx) {
+			pthread_mutex_unlock(&usm_inst->lock);
+			usm_inline_layout_unlock();
+			idx++;
+			continue;
+		}
+		if (other_thread_swapping(w, p, va)) {   /* its fault finishes first */
+			pthread_mutex_unlock(&usm_inst->lock);
+			usm_inline_layout_unlock();
+			sched_yield();
+			continue;
+		}
+		loc = tab[idx].loc;
+		atomic_store(&w->mapping_region, usm_region_of(va));
+		pthread_mutex_unlock(&usm_inst->lock);
+		rc = restore_one(w, p, va, &loc);
+		pthread_mutex_lock(&usm_inst->lock);
+		if (rc == 0) {
+			usm_pagemap_take(&p->pm, va);
+			usm_swapent_drop(p, idx);
+			back++;
+		} else {
+			usm_log(USM_LOG_ERROR, "cannot restore page 0x%llx: %s",
+				(unsigned long long)va, strerror(-rc));
+			(*lost)++;
+		}
+		atomic_store(&w->mapping_region, 0);
+		pthread_mutex_unlock(&usm_inst->lock);
+		usm_inline_layout_unlock();
+		idx++;
+	}
+	return back;
 }

@@ -11,6 +11,7 @@
 #ifndef USM_IPC_PROTO_H
 #define USM_IPC_PROTO_H
 
+#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
@@ -164,6 +165,8 @@ struct usm_msg_stats_push {
 	struct usm_msg h;
 	struct usm_stat_counters c;
 	uint64_t hist[USM_HIST_SLOTS];
+	struct usm_swap_stats swap;     /* the in-process host's own devices */
+	uint64_t access_scans, access_marked, access_scan_ns;   /* and tracker */
 };
 
 struct usm_msg_stats_reply {
@@ -290,6 +293,14 @@ enum usm_evict_state {
 	USM_EV_GONE,        /* agent: no page at vaddr (freed or moved) */
 	USM_EV_PINNED,      /* agent: the kernel refuses to move it */
 };
+
+/* The answer for a move that returned rc (mech/stage.h): moved, or the
+ * kernel refuses to move from this mapping (EINVAL: read-only, locked),
+ * or there was no page (freed or moved meanwhile). */
+static inline uint32_t usm_evict_answer(int rc)
+{
+	return rc == 0 ? USM_EV_COPIED : rc == -EINVAL ? USM_EV_PINNED : USM_EV_GONE;
+}
 
 struct usm_evict_req {
 	_Atomic uint32_t state;

@@ -7,6 +7,8 @@
 #include "mech/uffd.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 int usm_stage_open(struct usm_stage *s, void *area, uint64_t len, uint64_t page_size,
@@ -43,6 +45,23 @@ void usm_stage_close(struct usm_stage *s)
 	if (s->uffd >= 0)
 		close(s->uffd);
 	s->uffd = -1;
+}
+
+int usm_stage_create(struct usm_stage *s, unsigned pages, uint64_t page_size, char *err,
+		     size_t errlen)
+{
+	const char *what = "staging area";
+	uint64_t len = (uint64_t)pages * page_size;
+	void *area = s->mapped ? (void *)(uintptr_t)s->base : raw_map(len, PROT_READ | PROT_WRITE);
+	int rc = -ENOMEM;
+
+	if (area) {
+		s->mapped = true;
+		rc = usm_stage_open(s, area, len, page_size, &what);
+	}
+	if (rc)
+		snprintf(err, errlen, "%s: %s", what, strerror(-rc));
+	return rc;
 }
 
 /* Is the staging slot at dst holding a page? */

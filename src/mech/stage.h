@@ -18,12 +18,14 @@
 #define USM_MECH_STAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct usm_stage {
 	int uffd;                 /* the staging area's own userfaultfd */
-	uint64_t base, len;       /* the area: caller's memory, page-aligned */
+	uint64_t base, len;       /* the area, page-aligned */
 	uint64_t page_size;
+	bool mapped;              /* usm_stage_create mapped it */
 };
 
 /*
@@ -33,6 +35,19 @@ struct usm_stage {
 int usm_stage_open(struct usm_stage *s, void *area, uint64_t len, uint64_t page_size,
 		   const char **what);
 void usm_stage_close(struct usm_stage *s);
+
+/*
+ * The same on memory of its own: `pages` slots mapped with raw system
+ * calls on the first call, kept across later ones (a fork child opens its
+ * copy again: fork leaves it unregistered).  0, or -errno with err set.
+ */
+int usm_stage_create(struct usm_stage *s, unsigned pages, uint64_t page_size, char *err,
+		     size_t errlen);
+/* Slot i of a created area. */
+static inline uint64_t usm_stage_slot(const struct usm_stage *s, unsigned i)
+{
+	return s->base + (uint64_t)i * s->page_size;
+}
 
 /*
  * Move the page at va into the empty staging slot at dst.  0: the page is

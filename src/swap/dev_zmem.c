@@ -261,6 +261,14 @@ static void zmem_release(struct swap_dev *d, const struct usm_swap_loc *rec)
 	pthread_mutex_unlock(&z->alloc_lock);
 }
 
+static void zmem_forked(struct swap_dev *d)
+{
+	struct zmem_dev *z = d->priv;
+
+	pthread_mutex_init(&z->ctx_lock, NULL);
+	pthread_mutex_init(&z->alloc_lock, NULL);
+}
+
 static void zmem_close(void *priv)
 {
 	struct zmem_dev *z = priv;
@@ -389,4 +397,5 @@ const struct swap_dev_ops usm_swap_zmem_ops = {
 	.store = zmem_store,
 	.load = zmem_load,
 	.release = zmem_release,
+	.forked = zmem_forked,
 };

@@ -297,6 +297,29 @@ int usm_swap_dev_fd(unsigned dev)
 	return fd;
 }
 
+/*
+ * fork in the in-process host (USM_SWAP_PRIVATE): the parent holds the
+ * lock across fork, so no call is half done in the child's copy; the
+ * child, single-threaded, starts with fresh locks.
+ */
+void usm_swap_fork_lock(void)
+{
+	pthread_mutex_lock(&set.lock);
+}
+
+void usm_swap_fork_unlock(void)
+{
+	pthread_mutex_unlock(&set.lock);
+}
+
+void usm_swap_fork_child(void)
+{
+	pthread_mutex_init(&set.lock, NULL);
+	for (unsigned i = 0; i < set.ndevs; i++)
+		if (set.devs[i].ops->forked)
+			set.devs[i].ops->forked(&set.devs[i]);
+}
+
 /* ---- store ------------------------------------------------------------ */
 
 /*

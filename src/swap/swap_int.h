@@ -40,6 +40,8 @@ struct swap_dev_ops {
 		    unsigned n);
 	/* The slot of rec lost its last reference: free its space (or NULL). */
 	void (*release)(struct swap_dev *d, const struct usm_swap_loc *rec);
+	/* In a fork child (PRIVATE): fresh locks (or NULL). */
+	void (*forked)(struct swap_dev *d);
 };
 
 extern const struct swap_dev_ops usm_swap_file_ops;

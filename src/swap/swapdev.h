@@ -116,6 +116,12 @@ void usm_swap_unref(const struct usm_swap_loc *loc);
 uint64_t usm_swap_slots_used(void);
 void usm_swap_stats(int dev, struct usm_swap_stats *out);   /* dev -1: sum */
 
+/* fork with PRIVATE devices: lock before, unlock in the parent after; the
+ * child starts with fresh locks. */
+void usm_swap_fork_lock(void);
+void usm_swap_fork_unlock(void);
+void usm_swap_fork_child(void);
+
 /*
  * Read one loc from fd into page, decompressing: no device state, no
  * allocation, async-signal-safe apart from the codec.  Used by the agent

@@ -18,19 +18,7 @@ BUDGET=32
 DEV="zmem - 256M"
 
 # adv_run MODE ARGS...: usm_evict_adv under a fresh embedded instance.
-adv_run() {
-	local mode=$1
-	shift
-	run_limited 90 "$T/$mode.out" "$USM" run --stats-json "$T/$mode.json" \
-		-o "memory $BUDGET" -o "swapdev $DEV" -- "$ADV" "$mode" "$@"
-	assert_status 0 "$RC" "usm_evict_adv $mode $*" "$T/$mode.out" "$T/$mode.out.err"
-	assert_grep "$T/$mode.out" "^adv: OK $mode [0-9]+ pages verified$" "$mode: every page checked"
-	assert_no_grep "$T/$mode.out.err" "usm-agent" "$mode: the agent never detached"
-	json_check "$T/$mode.json" "d['evicted'] > 0" "$mode: pages were evicted"
-	json_check "$T/$mode.json" "d['frames_in_use'] == 0 and d['swapped_now'] == 0" \
-		"$mode: no frame or swapped page held after exit"
-	json_check "$T/$mode.json" "d['swap']['slots_used'] == 0" "$mode: no swap slot held after exit"
-}
+adv_run() { evict_adv_run "" $BUDGET "$DEV" "$@"; }
 
 adv_run dontneed --mb 64 --threads 4 --secs 3
 adv_run munmap --mb 64 --threads 4 --secs 3

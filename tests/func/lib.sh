@@ -259,6 +259,43 @@ wait_mapped() {
 		{ json_summary "$T/.mapped-$1.json" >&2; fail "pid $2 did not reach $3 mapped pages under instance $1 within ${4:-10} s"; }
 }
 
+# ---- eviction ---------------------------------------------------------
+
+# evict_held_nothing NAME: after exit, $T/NAME.json shows no frame, swapped
+# page or swap slot held.
+evict_held_nothing() {
+	json_check "$T/$1.json" "d['frames_in_use'] == 0 and d['swapped_now'] == 0" \
+		"$1: no frame or swapped page held after exit"
+	json_check "$T/$1.json" "d['swap']['slots_used'] == 0" "$1: no swap slot held after exit"
+}
+
+# evict_expect_ok NAME PAGES: usm_evict's exact verdict in $T/NAME.out,
+# evictions, the budget kept, nothing left after exit.
+evict_expect_ok() {
+	assert_grep "$T/$1.out" "^evict: OK $2 pages verified$" "$1: all $2 page checks passed"
+	assert_no_grep "$T/$1.out.err" "usm-agent" "$1: the agent never detached"
+	json_check "$T/$1.json" "d['evicted'] > 0 and d['swapped_in'] > 0" "$1: pages were evicted and swapped in"
+	json_check "$T/$1.json" "d['frames_peak'] <= d['memory_frames']" "$1: frames never exceeded the budget"
+	json_check "$T/$1.json" "d['kernel_pages'] == 0" "$1: no page went to the kernel"
+	evict_held_nothing "$1"
+}
+
+# evict_adv_run "USM-RUN-OPTIONS" BUDGET DEVICE MODE ARGS...: usm_evict_adv
+# MODE under a fresh embedded instance; every page checked, evictions,
+# nothing left after exit ($T/MODE.out, $T/MODE.json).
+evict_adv_run() {
+	local opts=$1 budget=$2 dev=$3 mode=$4
+	shift 4
+	# shellcheck disable=SC2086
+	run_limited 90 "$T/$mode.out" "$USM" run $opts --stats-json "$T/$mode.json" \
+		-o "memory $budget" -o "swapdev $dev" -- "$PROGS/usm_evict_adv" "$mode" "$@"
+	assert_status 0 "$RC" "usm_evict_adv $mode $* $opts" "$T/$mode.out" "$T/$mode.out.err"
+	assert_grep "$T/$mode.out" "^adv: OK $mode [0-9]+ pages verified$" "$mode: every page checked"
+	assert_no_grep "$T/$mode.out.err" "usm-agent" "$mode: the agent never detached"
+	json_check "$T/$mode.json" "d['evicted'] > 0" "$mode: pages were evicted"
+	evict_held_nothing "$mode"
+}
+
 # ---- background processes and daemons ---------------------------------
 
 declare -A DAEMON_PID=()

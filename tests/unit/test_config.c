@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "core/config.h"
+
+#define USM_TEXT_MAX 8192
 #include "core/registry.h"
 
 #define SRC "t.cfg"
@@ -292,7 +294,7 @@ static void test_unknown_directive(void **state)
 {
 	const char *list = "(expected one of memory, workers, copiers, page, mode, host, oom, policy, "
 			   "process, priority, threshold, plugin, set, swapdev, swap_policy, "
-			   "watermarks, limit, trace)";
+			   "watermarks, reclaim, limit, trace)";
 	char want[300];
 
 	snprintf(want, sizeof(want), "unknown directive 'bogus' %s", list);
@@ -339,6 +341,15 @@ static void test_eviction_directives(void **state)
 	assert_null(usm_config_trace_for(&cfg, "other"));
 	usm_config_free(&cfg);
 
+	parse_ok(&cfg, "reclaim background\n");
+	assert_true(cfg.reclaim_background);
+	usm_config_free(&cfg);
+	parse_ok(&cfg, "reclaim background\nreclaim direct\n");
+	assert_false(cfg.reclaim_background);
+	usm_config_free(&cfg);
+	expect_error("reclaim sometimes", 1,
+		     "reclaim: expected 'direct' or 'background', got 'sometimes'");
+	expect_error("reclaim", 1, "expected 'reclaim direct|background'");
 	expect_error("watermarks 5 3", 1, "watermarks: high (3%) is below low (5%)");
 	expect_error("watermarks 1 51", 1, "watermarks <high%>: 51 is out of range [1, 50]");
 	expect_error("watermarks x 3", 1, "watermarks <low%>: expected a whole number, got 'x'");
@@ -355,6 +366,47 @@ static void test_eviction_directives(void **state)
 	expect_error("swapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\n"
 		     "swapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\nswapdev zmem - 1M\n"
 		     "swapdev zmem - 1M\n", 9, "swapdev: at most 8 devices");
+}
+
+/*
+ * What the in-process host is sent: its compressed devices (not the file
+ * ones, which it cannot use), the eviction lines and its own limit, and
+ * the text parses back to the same settings.
+ */
+static void test_inline_text(void **state)
+{
+	struct usm_config cfg, back;
+	char text[USM_TEXT_MAX];
+	char err[256];
+
+	parse_ok(&cfg, "memory 64\nswapdev file /tmp/x.swap 1G\n"
+		       "swapdev zmem - 64M codec=zstd priority=5\nswap_policy clock\n"
+		       "watermarks 1 3\nreclaim background\nlimit redis 16\nlimit other 8\n"
+		       "set fifo.prefetch 1\n");
+	assert_true(usm_config_inline_text(&cfg, "redis", "first_fit", text, sizeof(text)) > 0);
+	assert_null(strstr(text, "x.swap"));
+	assert_null(strstr(text, "other"));
+	usm_config_defaults(&back);
+	assert_int_equal(usm_config_parse(&back, text, "sent", err, sizeof(err)), 0);
+	assert_int_equal(back.memory_mib, 64);
+	assert_int_equal(back.nswapdevs, 1);
+	assert_string_equal(back.swapdevs[0].kind, "zmem");
+	assert_int_equal(back.swapdevs[0].size, 64ull << 20);
+	assert_int_equal(back.swapdevs[0].priority, 5);
+	assert_int_equal(back.swapdevs[0].codec, USM_CODEC_ZSTD);
+	assert_string_equal(back.swap_policy, "clock");
+	assert_int_equal(back.wm_low_pct, 1);
+	assert_int_equal(back.wm_high_pct, 3);
+	assert_true(back.reclaim_background);
+	assert_int_equal(usm_config_limit_for(&back, "redis"), 16 * 256);
+	assert_string_equal(usm_config_lookup(&back, "fifo.prefetch"), "1");
+	usm_config_free(&back);
+	/* No compressed device: nothing about eviction at all. */
+	usm_config_free(&cfg);
+	parse_ok(&cfg, "swapdev file /tmp/x.swap 1G\nswap_policy clock\n");
+	assert_true(usm_config_inline_text(&cfg, "redis", "first_fit", text, sizeof(text)) > 0);
+	assert_null(strstr(text, "swap"));
+	usm_config_free(&cfg);
 }
 
 static void test_arg_count(void **state)
@@ -787,6 +839,7 @@ int main(void)
 		cmocka_unit_test(test_eight_words),
 		cmocka_unit_test(test_unknown_directive),
 		cmocka_unit_test(test_eviction_directives),
+		cmocka_unit_test(test_inline_text),
 		cmocka_unit_test(test_arg_count),
 		cmocka_unit_test(test_not_a_number),
 		cmocka_unit_test(test_out_of_range),
