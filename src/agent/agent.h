@@ -63,10 +63,15 @@ int agent_intercept_install(void);
 /* The program's SIGBUS action, kept aside while ours is installed. */
 void agent_app_sigbus(void **handler, unsigned long *flags);
 
-/* pretouch.c: output buffers of system calls, touched first (inline). */
+/* pretouch.c: the memory of system calls, touched first (inline): what
+ * they write into, and with eviction on what they read, pinned until
+ * agent_pretouch_done (given agent_pretouch's answer). */
 extern const uint32_t agent_pretouch_nrs[];
 extern const unsigned agent_pretouch_n;
-void agent_pretouch(long nr, const long *args);
+extern const uint32_t agent_pretouch_in_nrs[];
+extern const unsigned agent_pretouch_in_n;
+int agent_pretouch(long nr, const long *args);
+void agent_pretouch_done(int pin);
 
 /* inline.c: the in-process host (USM_INLINE=1, or the instance says so). */
 int agent_inline_start(const char *config, char *err, size_t errlen);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 
 static int rpc = -1;
 static atomic_flag rpc_lock = ATOMIC_FLAG_INIT;
+static struct usm_lease_page *lease_page;   /* the instance's requests */
 static __thread int in_fault __attribute__((tls_model("initial-exec")));
 static __thread uint64_t last_retry_addr __attribute__((tls_model("initial-exec")));
 static __thread int retries __attribute__((tls_model("initial-exec")));
@@ -56,7 +58,7 @@ static int rpc_call(const void *req, size_t len, void *reply, size_t rlen, uint1
 	return rc;
 }
 
-static int host_lease(int64_t delta, int64_t *granted)
+static int host_lease(int64_t delta, int64_t *granted, bool *recalling)
 {
 	struct usm_msg_lease m;
 	struct usm_msg_lease_reply r;
@@ -66,6 +68,7 @@ static int host_lease(int64_t delta, int64_t *granted)
 	m.delta = delta;
 	rc = rpc_call(&m, sizeof(m), &r, sizeof(r), USM_MSG_LEASE_REPLY);
 	*granted = rc ? 0 : r.granted;
+	*recalling = !rc && r.recalling;
 	return rc;
 }
 
@@ -73,9 +76,11 @@ static int host_oom(void)
 {
 	struct usm_msg m;
 	struct usm_msg_ack a;
+	int rc;
 
 	usm_msg_init(&m, USM_MSG_OOM, sizeof(m));
-	return rpc_call(&m, sizeof(m), &a, sizeof(a), USM_MSG_ACK);
+	rc = rpc_call(&m, sizeof(m), &a, sizeof(a), USM_MSG_ACK);
+	return rc ? rc : a.status;
 }
 
 static int host_push(const struct usm_msg_stats_push *m)
@@ -83,19 +88,57 @@ static int host_push(const struct usm_msg_stats_push *m)
 	return rpc_call(m, sizeof(*m), NULL, 0, 0);
 }
 
+/* Frames the instance asks back, taken (0: none asked). */
+static int64_t host_recalled(void)
+{
+	struct usm_lease_page *lp = lease_page;
+
+	if (!lp || atomic_load_explicit(&lp->recall, memory_order_relaxed) <= 0)
+		return 0;
+	return atomic_exchange(&lp->recall, 0);
+}
+
+static void host_recall_short(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (lease_page)
+		atomic_store(&lease_page->short_ns,
+			     (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+}
+
 static const struct usm_inline_host host = {
 	.lease = host_lease,
 	.oom = host_oom,
 	.push = host_push,
 	.drain_events = agent_drain_events,
+	.recalled = host_recalled,
+	.recall_short = host_recall_short,
 };
+
+/* The lease page that came with ATTACH_RPC's ACK. */
+static void map_lease_page(int fd)
+{
+	long m = raw_syscall6(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	close(fd);
+	if (raw_is_error(m) || ((struct usm_lease_page *)m)->magic != USM_LEASE_MAGIC) {
+		if (!raw_is_error(m))
+			raw_unmap((void *)m, 4096);
+		agent_log("no lease page from the instance: frames are given back only when "
+			  "free");
+		return;
+	}
+	lease_page = (struct usm_lease_page *)m;
+}
 
 static int open_channel(char *err, size_t errlen)
 {
 	struct usm_msg_attach_rpc m;
 	struct usm_msg_ack a;
 	struct timeval tv = { .tv_sec = RPC_TIMEOUT_S };
-	int s = usm_sock_connect(agent.sock_path);
+	int s = usm_sock_connect(agent.sock_path), fd = -1;
 	ssize_t n;
 
 	if (s < 0) {
@@ -106,12 +149,19 @@ static int open_channel(char *err, size_t errlen)
 	usm_msg_init(&m.h, USM_MSG_ATTACH_RPC, sizeof(m));
 	m.pid = getpid();
 	if (usm_sock_send(s, &m, sizeof(m), -1) ||
-	    (n = usm_sock_recv(s, &a, sizeof(a), NULL)) <= 0 ||
+	    (n = usm_sock_recv(s, &a, sizeof(a), &fd)) <= 0 ||
 	    usm_msg_check(&a, (size_t)n) || a.h.type != USM_MSG_ACK || a.status) {
 		snprintf(err, errlen, "channel to the instance refused");
+		if (fd >= 0)
+			close(fd);
 		close(s);
 		return -EPROTO;
 	}
+	if (lease_page)
+		raw_unmap(lease_page, 4096);        /* a fork child's: the parent's */
+	lease_page = NULL;
+	if (fd >= 0)
+		map_lease_page(fd);
 	rpc = s;
 	return 0;
 }

@@ -268,6 +268,28 @@ static long do_sigaction(long sig, long act, long old, long size)
 	return raw_syscall6(SYS_rt_sigaction, sig, (long)&ka, old, size, 0, 0);
 }
 
+/*
+ * The kernel pushes signal frames onto an alternate stack itself, and in
+ * SIGBUS mode it cannot wait for a fault there: a frame landing on a
+ * page the program never touched (or one swapped out) fails, and the
+ * kernel kills the program with SIGSEGV.  So in the in-process host an
+ * alternate stack is the kernel's, like thread stacks: its pages are
+ * brought in and released from USM before the stack is set.
+ */
+static long do_sigaltstack(long ss, long old)
+{
+	if (ss && inline_on()) {
+		stack_t st;
+		memcpy(&st, (void *)ss, sizeof(st));
+		if (!(st.ss_flags & SS_DISABLE) && st.ss_size) {
+			uint64_t lo = (uint64_t)(uintptr_t)st.ss_sp & ~(PAGE - 1);
+			uint64_t hi = PAGE_UP((uint64_t)(uintptr_t)st.ss_sp + st.ss_size);
+			agent.api->release(lo, hi - lo);
+		}
+	}
+	return raw_syscall6(SYS_sigaltstack, ss, old, 0, 0, 0, 0);
+}
+
 static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 {
 	greg_t *g = ((ucontext_t *)ctx)->uc_mcontext.gregs;
@@ -297,12 +319,16 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 	case SYS_rt_sigaction:
 		ret = do_sigaction(g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10]);
 		break;
+	case SYS_sigaltstack:
+		ret = do_sigaltstack(g[REG_RDI], g[REG_RSI]);
+		break;
 	default: {
 		long a[6] = { g[REG_RDI], g[REG_RSI], g[REG_RDX], g[REG_R10], g[REG_R8], g[REG_R9] };
 
-		if (inline_on())
-			agent_pretouch(si->si_syscall, a);
+		int pin = inline_on() ? agent_pretouch(si->si_syscall, a) : -1;
+
 		ret = raw_syscall6(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+		agent_pretouch_done(pin);
 	}
 	}
 	g[REG_RAX] = ret;          /* libc's wrapper turns -errno into errno */
@@ -321,7 +347,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx)
 #define OFF_IP_HI  (OFF_IP_LO + 4)
 #define OFF_ARG3   (offsetof(struct seccomp_data, args) + 3 * 8)
 
-#define MAX_FILTER 96
+#define MAX_FILTER 128
 
 /* Trap `nr` when libc's code makes the call. */
 static unsigned add_trap(struct sock_filter *f, unsigned n, uint32_t nr)
@@ -350,9 +376,14 @@ static int install_filter(const struct text_range *libc)
 		n = add_trap(f, n, SYS_madvise);
 		n = add_trap(f, n, SYS_mremap);
 	}
-	if (agent.inline_mode)          /* what the kernel writes into (pretouch.c) */
+	if (agent.inline_mode) {        /* what the kernel writes into (pretouch.c) */
 		for (unsigned i = 0; i < agent_pretouch_n; i++)
 			n = add_trap(f, n, agent_pretouch_nrs[i]);
+		n = add_trap(f, n, SYS_sigaltstack);
+	}
+	if (agent.inline_mode && agent.api && agent.api->evicting())  /* and reads */
+		for (unsigned i = 0; i < agent_pretouch_in_n; i++)
+			n = add_trap(f, n, agent_pretouch_in_nrs[i]);
 	/* mmap: only private anonymous, not hugetlb or stack */
 	unsigned mmap_at = n;
 	f[n++] = (struct sock_filter)JEQ(SYS_mmap, 0, 0);            /* jf: ALLOW */

@@ -267,15 +267,22 @@ static bool take_rpc(struct usm_instance *inst, struct client *c,
 		send_ack(c->sock, -EPERM, "ATTACH_RPC names another process");
 		return false;
 	}
+	struct usm_msg_ack a;
+	int page_fd = -1;
+
 	/* The agent sends nothing on this channel before our ACK, so the
 	 * worker may watch it first. */
 	epoll_ctl(inst->ctl_epfd, EPOLL_CTL_DEL, c->sock, NULL);
-	if (usm_inline_attach_rpc(inst, c->sock, m->pid, err, sizeof(err)) < 0) {
+	if (usm_inline_attach_rpc(inst, c->sock, m->pid, &page_fd, err, sizeof(err)) < 0) {
 		usm_log(USM_LOG_WARN, "pid %d: %s", m->pid, err);
 		send_ack(c->sock, -ENOENT, err);
 		return false;
 	}
-	send_ack(c->sock, 0, NULL);
+	usm_msg_init(&a.h, USM_MSG_ACK, sizeof(a));
+	a.status = 0;
+	a.flags = 0;
+	a.error[0] = '\0';
+	usm_sock_send(c->sock, &a, sizeof(a), page_fd);      /* with the lease page */
 	return true;
 }
 

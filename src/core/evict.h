@@ -47,6 +47,9 @@ void usm_reclaim_kick(struct usm_instance *inst);
 /* In-process host: below the low watermark, the calling (faulting)
  * thread evicts up to max pages itself. */
 void usm_reclaim_direct(struct usm_instance *inst, unsigned max);
+/* In-process host: evict up to want pages now, whatever the watermarks
+ * (the instance asked for frames back). */
+void usm_reclaim_pages(struct usm_instance *inst, uint64_t want);
 
 /* ---- processes -------------------------------------------------------- */
 /* Set up p's channel and send it (and the device fds) to the agent, after
@@ -101,8 +104,16 @@ void *usm_evict_outbox(const struct usm_process *p, unsigned i);
 void usm_inline_move_queued(struct usm_process *p);
 /* Ask the instance for up to `need` more frames; returns how many came. */
 uint64_t usm_inline_lease_more(uint64_t need);
-/* Frames came free: wake the faulting threads waiting for one. */
-void usm_inline_frames_freed(void);
+/* Frames came free (or the OOM policy is to decide): wake the faulting
+ * threads waiting for one. */
+void usm_inline_wake_faults(bool freed);
+/* The in-process reclaimer's tick: frames the instance asked back. */
+void usm_inline_tick(void);
+/* Still too early to call the in-process host out of memory?  (Frames
+ * may be coming back from another process.) */
+bool usm_inline_oom_grace(void);
+/* The instance has frames again: lease at the next fault. */
+void usm_inline_lease_now(void);
 /* p's private channel and staging area.  0, or -errno with err set. */
 int usm_inline_evict_attach(struct usm_process *p, char *err, size_t errlen);
 /* The layout lock (see core/inline_evict.c). */
@@ -112,6 +123,10 @@ void usm_inline_layout_unlock(void);
 /* The same, reading the userfaultfd's events while waiting (detaching). */
 void usm_inline_layout_read_draining(void);
 void usm_inline_round_begin_draining(void);
+/* A system call is using these pages: none is moved out until unpinned
+ * (see core/inline_evict.c).  Returns the pin. */
+int usm_inline_pin(const uint64_t *lo, const uint64_t *hi, unsigned n, bool all);
+void usm_inline_unpin(int pin);
 /* The reclaimer's round: fork and detaching wait for it to end. */
 void usm_inline_round_begin(void);
 void usm_inline_round_end(void);

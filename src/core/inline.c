@@ -7,6 +7,7 @@
 #include "core/inline.h"
 #include "core/instance.h"
 #include "mech/rawsys.h"
+#include "mech/uffd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,10 @@
  * for this long: the reclaimer evicts instead, and a fault never waits
  * for a round trip that is known to bring nothing. */
 #define REFUSED_NS    50000000ull
+/* ... unless it is getting frames back from another process for us: then
+ * ask again this often, and do not call it out of memory for this long. */
+#define RECALL_RETRY_NS 2000000ull
+#define RECALL_WAIT_NS  500000000ull
 
 void usm_log_set_tag(const char *t);
 
@@ -42,6 +47,8 @@ static struct usm_worker *slots;          /* per-thread resolve plans */
 static _Atomic int busy[NSLOTS];
 static atomic_flag lease_lock = ATOMIC_FLAG_INIT;
 static _Atomic uint64_t refused_at;       /* the instance had no frame to lend */
+static _Atomic uint64_t recalling_at;     /* ... and was getting some back for us */
+static _Atomic uint64_t short_since;      /* first fault that found no frame */
 static _Atomic uint32_t frames_seq;       /* futex: bumped when frames came free */
 static _Atomic bool detaching;            /* the instance is gone: hands off */
 
@@ -105,17 +112,58 @@ static int64_t lease(int64_t delta)
 {
 	int64_t granted = 0;
 	uint64_t room = delta > 0 ? lease_room() : 0;
+	bool recalling = false;
 
 	if (delta > 0 && (uint64_t)delta > room)
 		delta = (int64_t)room;
-	if (!delta || usm_inst->host->lease(delta, &granted) < 0)
+	if (!delta || usm_inst->host->lease(delta, &granted, &recalling) < 0)
 		return 0;
 	if (delta > 0 && granted < delta)
 		atomic_store(&refused_at, usm_now_ns());
+	if (granted > 0)
+		atomic_store(&short_since, 0);
+	if (recalling)
+		atomic_store(&recalling_at, usm_now_ns());
 	pthread_mutex_lock(&usm_inst->lock);
 	usm_inst->cap = (uint64_t)((int64_t)usm_inst->cap + granted);
 	pthread_mutex_unlock(&usm_inst->lock);
 	return granted;
+}
+
+/* Is the instance getting frames back from another process for us? */
+static bool being_recalled(void)
+{
+	uint64_t at = atomic_load(&recalling_at);
+
+	return at && usm_now_ns() - at < RECALL_WAIT_NS;
+}
+
+/*
+ * The in-process host calls it out of memory only after having found no
+ * frame for OOM_GRACE_NS: frames may be on their way from another process
+ * (the instance recalls them), and the lease replies that say so race
+ * with the faults that need them.
+ */
+#define OOM_GRACE_NS 1000000000ull
+
+/* The instance has frames again: ask for them at the next fault. */
+void usm_inline_lease_now(void)
+{
+	atomic_store(&refused_at, 0);
+	atomic_store(&short_since, 0);
+}
+
+bool usm_inline_oom_grace(void)
+{
+	uint64_t now = usm_now_ns(), since = atomic_load(&short_since);
+
+	if (being_recalled())
+		return true;
+	if (!since) {
+		atomic_compare_exchange_strong(&short_since, &since, now);
+		return true;
+	}
+	return now - since < OOM_GRACE_NS;
 }
 
 /* With eviction on: was the instance out of frames a moment ago? */
@@ -123,7 +171,9 @@ static bool refused_lately(void)
 {
 	uint64_t at = atomic_load(&refused_at);
 
-	return evicting() && at && usm_now_ns() - at < REFUSED_NS;
+	if (!evicting() || !at)
+		return false;
+	return usm_now_ns() - at < (being_recalled() ? RECALL_RETRY_NS : REFUSED_NS);
 }
 
 static uint64_t frames_free_locked(void)
@@ -187,8 +237,10 @@ uint64_t usm_inline_lease_more(uint64_t need)
 	return got > 0 ? (uint64_t)got : 0;
 }
 
-void usm_inline_frames_freed(void)
+void usm_inline_wake_faults(bool freed)
 {
+	if (freed)
+		atomic_store(&short_since, 0);
 	atomic_fetch_add(&frames_seq, 1);
 	raw_syscall6(SYS_futex, (long)&frames_seq, FUTEX_WAKE, INT_MAX, 0, 0, 0);
 }
@@ -200,6 +252,38 @@ static void wait_frames(uint32_t seen, long ns)
 	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
 
 	raw_syscall6(SYS_futex, (long)&frames_seq, FUTEX_WAIT, (long)seen, (long)&ts, 0, 0);
+}
+
+/*
+ * The instance asked for frames back (another process is short of them):
+ * free ones first, then, with eviction on, pages of ours evicted for the
+ * rest.  The faulting threads look at each fault, the reclaimer thread at
+ * each tick (an idle process answers too).
+ */
+static void honor_recall(void)
+{
+	int64_t want = usm_inst->host->recalled();
+	uint64_t free_;
+
+	if (want <= 0)
+		return;
+	free_ = frames_free_locked();
+	if (evicting() && free_ < (uint64_t)want)
+		usm_reclaim_pages(usm_inst, (uint64_t)want - free_);
+	free_ = frames_free_locked();
+	while (atomic_flag_test_and_set(&lease_lock))
+		sched_yield();
+	int64_t back = -lease(-(int64_t)(free_ < (uint64_t)want ? free_ : (uint64_t)want));
+	atomic_flag_clear(&lease_lock);
+	if (back < want)
+		usm_inst->host->recall_short();
+	usm_log(USM_LOG_DEBUG, "the instance asked for %lld frames back: %lld given",
+		(long long)want, (long long)back);
+}
+
+void usm_inline_tick(void)
+{
+	honor_recall();
 }
 
 /* After frees: keep a chunk or two, give the rest back to the instance. */
@@ -247,6 +331,7 @@ static int inline_fault(uint64_t addr, unsigned write)
 			sched_yield();
 			return 0;
 		}
+		honor_recall();
 		top_up();
 		if (direct_reclaim())
 			usm_reclaim_direct(usm_inst, DIRECT_BATCH);
@@ -394,6 +479,8 @@ static void inline_forked(pid_t pid, int uffd)
 	}
 	atomic_flag_clear(&lease_lock);
 	atomic_store(&refused_at, 0);
+	atomic_store(&recalling_at, 0);
+	atomic_store(&short_since, 0);
 	if (evicting()) {
 		if (usm_inline_evict_fork_child(self, err, sizeof(err)))
 			usm_log(USM_LOG_ERROR, "fork child %d: %s; its pages are not evicted", pid,
@@ -528,6 +615,63 @@ static void inline_restore(void)
 			lost ? "; some could not be put back and read as zero" : "");
 }
 
+/* Every page of [start, end) present (mincore)? */
+static bool all_resident(uint64_t start, uint64_t end)
+{
+	unsigned char vec[64];
+
+	for (uint64_t va = start; va < end; va += sizeof(vec) * 4096) {
+		uint64_t n = (end - va) / 4096 < sizeof(vec) ? (end - va) / 4096 : sizeof(vec);
+		if (raw_is_error(raw_syscall6(SYS_mincore, (long)va, (long)(n * 4096), (long)vec,
+					      0, 0, 0)))
+			return false;
+		for (uint64_t i = 0; i < n; i++)
+			if (!(vec[i] & 1))
+				return false;
+	}
+	return true;
+}
+
+static void forget_frame(uint64_t va, struct usm_page *v, void *arg)
+{
+	(void)arg;
+	if (usm_pm_is_swap(v) || v->state != USM_PAGE_MAPPED)
+		return;
+	usm_pagemap_take(&self->pm, va);
+	usm_frame_release(v);
+	usm_count(&self->c.kernel_pages, 1);
+}
+
+/*
+ * Hand [start, start + len) to the kernel with every byte in place: the
+ * pages are touched (faulted or swapped in as usual), and once they are
+ * all present with nothing moving (the layout lock), their frames are
+ * forgotten and the range unregistered.  The memory is outside the budget
+ * from then on, as a thread stack is.
+ */
+static int inline_release(uint64_t start, uint64_t len)
+{
+	uint64_t end = start + len;
+
+	for (int tries = 0; tries < 100; tries++) {
+		for (uint64_t va = start; va < end; va += 4096)
+			(void)*(volatile const char *)(uintptr_t)va;
+		inline_layout_begin();
+		if (all_resident(start, end)) {
+			pthread_mutex_lock(&usm_inst->lock);
+			usm_pagemap_walk(&self->pm, start, end, forget_frame, NULL);
+			pthread_mutex_unlock(&usm_inst->lock);
+			int rc = usm_uffd_unregister(self->uffd, start, len);
+			inline_layout_end();
+			return rc;
+		}
+		inline_layout_end();
+	}
+	usm_log(USM_LOG_WARN, "alternate signal stack at 0x%llx: its pages keep going away; "
+		"left to USM", (unsigned long long)start);
+	return -EAGAIN;
+}
+
 static int inline_wants_pool(void)
 {
 	return self && self->want_pool;
@@ -558,4 +702,7 @@ const struct usm_inline_api usm_inline_api = {
 	.fork_prepare = inline_fork_prepare,
 	.fork_parent = inline_fork_parent,
 	.restore = inline_restore,
+	.release = inline_release,
+	.pin = usm_inline_pin,
+	.unpin = usm_inline_unpin,
 };

@@ -14,6 +14,7 @@
 #ifndef USM_CORE_INLINE_H
 #define USM_CORE_INLINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,9 +23,13 @@
 
 /* What the agent provides: its channel to the instance. */
 struct usm_inline_host {
-	/* Lease delta frames (< 0: give back); *granted gets the change. */
-	int (*lease)(int64_t delta, int64_t *granted);
-	/* Budget exhausted: ask the instance (it may kill a process).  0 or -errno. */
+	/* Lease delta frames (< 0: give back); *granted gets the change,
+	 * *recalling whether the instance, short, asked another process to
+	 * give some back (then asking again soon may bring them). */
+	int (*lease)(int64_t delta, int64_t *granted, bool *recalling);
+	/* Budget exhausted: ask the instance (it may kill a process).  The
+	 * instance's enum usm_oom_action (USM_OOM_RETRY: it has frames to
+	 * lease again), or -errno. */
 	int (*oom)(void);
 	/* Send the process's counters. */
 	int (*push)(const struct usm_msg_stats_push *m);
@@ -32,6 +37,10 @@ struct usm_inline_host {
 	 * for that): while the agent's monitor thread is busy detaching,
 	 * nobody else would. */
 	void (*drain_events)(void);
+	/* Frames the instance asks back (struct usm_lease_page), taken;
+	 * and telling it that not all of them could be given. */
+	int64_t (*recalled)(void);
+	void (*recall_short)(void);
 };
 
 /* The entry points, looked up by the agent with dlsym. */
@@ -66,6 +75,14 @@ struct usm_inline_api {
 	void (*fork_parent)(void);
 	/* The instance is gone: put every swapped-out page back in place. */
 	void (*restore)(void);
+	/* [start, start + len) becomes the kernel's (an alternate signal
+	 * stack): its pages are brought in, forgotten and unregistered. */
+	int (*release)(uint64_t start, uint64_t len);
+	/* A system call is about to use [lo[i], hi[i]) (or, all, memory too
+	 * scattered to list): no page there is moved out until unpin(the
+	 * answer).  -1 when there is nothing to pin. */
+	int (*pin)(const uint64_t *lo, const uint64_t *hi, unsigned n, bool all);
+	void (*unpin)(int pin);
 };
 
 #define USM_INLINE_API_SYMBOL "usm_inline_api"

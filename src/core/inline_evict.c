@@ -30,6 +30,7 @@
 #include "core/instance.h"
 #include "mech/rawsys.h"
 #include "mech/stage.h"
+#include "mech/uffd.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -103,7 +104,92 @@ int usm_inline_evict_attach(struct usm_process *p, char *err, size_t errlen)
 	return usm_stage_create(&stage, STAGE_PAGES, usm_inst->cfg.page_size, err, errlen);
 }
 
+/* ---- pages system calls are using -------------------------------------- */
+
+/*
+ * A thread about to enter a system call on registered memory pins it
+ * (agent/pretouch.c), then touches it; the mover checks the pins after
+ * each move and puts a pinned page straight back.  Either the mover sees
+ * the pin, or the page was moved before the touch, which then faults and
+ * waits for the request to settle: no lock on the system-call path.
+ */
+#define PIN_SLOTS  64
+#define PIN_RANGES 16
+
+struct pin_slot {
+	_Atomic int used;
+	_Atomic unsigned n;
+	_Atomic bool all;
+	uint64_t lo[PIN_RANGES], hi[PIN_RANGES];
+};
+
+static struct pin_slot pins[PIN_SLOTS];
+static _Atomic unsigned npins;
+
+int usm_inline_pin(const uint64_t *lo, const uint64_t *hi, unsigned n, bool all)
+{
+	if (n > PIN_RANGES) {
+		n = 0;
+		all = true;               /* too many to list: pin everything */
+	}
+	for (;;)
+		for (int i = 0; i < PIN_SLOTS; i++) {
+			struct pin_slot *s = &pins[i];
+			int free_ = 0;
+
+			if (!atomic_compare_exchange_weak(&s->used, &free_, 1))
+				continue;
+			memcpy(s->lo, lo, n * sizeof(*lo));
+			memcpy(s->hi, hi, n * sizeof(*hi));
+			atomic_store(&s->n, n);
+			atomic_store(&s->all, all);
+			atomic_fetch_add(&npins, 1);
+			atomic_thread_fence(memory_order_seq_cst);
+			return i;
+		}
+}
+
+void usm_inline_unpin(int i)
+{
+	atomic_fetch_sub(&npins, 1);
+	atomic_store(&pins[i].n, 0);
+	atomic_store(&pins[i].all, false);
+	atomic_store(&pins[i].used, 0);
+}
+
+static bool pinned(uint64_t va)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load(&npins))
+		return false;
+	for (int i = 0; i < PIN_SLOTS; i++) {
+		struct pin_slot *s = &pins[i];
+		unsigned n;
+
+		if (!atomic_load(&s->used))
+			continue;
+		if (atomic_load(&s->all))
+			return true;
+		n = atomic_load(&s->n);
+		for (unsigned k = 0; k < n; k++)
+			if (va >= s->lo[k] && va < s->hi[k])
+				return true;
+	}
+	return false;
+}
+
 /* ---- moving victims out (the agent's part, agent/evict.c) ------------- */
+
+/* The page just moved from va to slot goes back to va; false if it could
+ * not (then it stays moved out and is stored as usual). */
+static bool put_back(struct usm_process *p, uint64_t va, uint64_t slot)
+{
+	uint64_t done = 0;
+	int rc = usm_uffd_copy_mode(p->uffd, va, (const void *)(uintptr_t)slot,
+				    usm_inst->cfg.page_size, 0, &done);
+
+	return rc == 0;
+}
 
 static void move_batch(struct usm_process *p, const unsigned *req, unsigned n)
 {
@@ -111,9 +197,12 @@ static void move_batch(struct usm_process *p, const unsigned *req, unsigned n)
 	uint32_t answer[STAGE_PAGES];
 
 	for (unsigned j = 0; j < n; j++) {
-		uint64_t slot = usm_stage_slot(&stage, j);
-		int rc = usm_stage_take(&stage, slot, p->chan->req[req[j]].vaddr);
+		uint64_t slot = usm_stage_slot(&stage, j), va = p->chan->req[req[j]].vaddr;
+		int rc = pinned(va) ? -EBUSY : usm_stage_take(&stage, slot, va);
 
+		/* A system call started on it meanwhile: it goes back at once. */
+		if (rc == 0 && pinned(va) && !put_back(p, va, slot))
+			rc = -EBUSY;
 		answer[j] = usm_evict_answer(rc);
 		if (rc == 0)
 			memcpy(usm_evict_outbox(p, req[j]), (void *)(uintptr_t)slot, ps);

@@ -10,6 +10,9 @@
 #include "core/instance.h"
 
 #include <errno.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -33,7 +36,28 @@ struct find_inline {
 	pid_t pid;
 	int sock;
 	int rc;
+	int page_fd;
 };
+
+/* p's lease page (see struct usm_lease_page), or -errno. */
+static int lease_page_create(struct usm_process *p)
+{
+	int fd = memfd_create("usm-lease", MFD_CLOEXEC);
+	void *m;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, 4096) < 0 ||
+	    (m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	p->lease_page = m;
+	p->lease_page->magic = USM_LEASE_MAGIC;
+	p->lease_fd = fd;
+	return 0;
+}
 
 /* Under the process list's lock, so p cannot be freed meanwhile. */
 static int attach_channel(struct usm_process *p, void *arg)
@@ -43,23 +67,26 @@ static int attach_channel(struct usm_process *p, void *arg)
 
 	if (p->pid != f->pid || !p->inline_host || p->rpc_sock >= 0)
 		return 0;
+	f->rc = p->lease_page ? 0 : lease_page_create(p);
+	if (f->rc)
+		return 1;
 	p->rpc_sock = f->sock;
 	if (epoll_ctl(p->worker->epfd, EPOLL_CTL_ADD, f->sock, &ev) < 0) {
 		p->rpc_sock = -1;
 		f->rc = -errno;
-	} else {
-		f->rc = 0;
 	}
+	f->page_fd = p->lease_fd;
 	return 1;
 }
 
-int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
+int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid, int *page_fd,
 			  char *err, size_t errlen)
 {
-	struct find_inline f = { pid, sock, -ENOENT };
+	struct find_inline f = { pid, sock, -ENOENT, -1 };
 
 	(void)inst;
 	usm_process_for_each(attach_channel, &f);
+	*page_fd = f.page_fd;
 	if (f.rc == -ENOENT)
 		snprintf(err, errlen, "pid %d has no in-process attachment waiting for its channel",
 			 pid);
@@ -74,6 +101,71 @@ static int64_t lend(int64_t want)
 	return (int64_t)usm_frames_lend((uint64_t)want);
 }
 
+/* Processes holding (or asking for) leases, for the fair share. */
+struct recall_search {
+	struct usm_process *asker, *best;
+	unsigned holders;
+	bool others_short;              /* another one was refused lately */
+};
+
+/* A process refused frames this recently is still short of them. */
+#define WANTING_NS 1000000000ull
+
+/* A holder that could not give all it was asked lately has nothing more
+ * to evict: asking it again would only keep the asker waiting. */
+#define SHORT_NS 5000000000ull
+
+static bool can_give(const struct usm_process *p)
+{
+	uint64_t at = atomic_load(&p->lease_page->short_ns);
+
+	return !at || usm_now_ns() - at > SHORT_NS;
+}
+
+static int consider_holder(struct usm_process *p, void *arg)
+{
+	struct recall_search *rs = arg;
+
+	if (!p->inline_host || p->dead)
+		return 0;
+	if (p != rs->asker && p->refused_ns && usm_now_ns() - p->refused_ns < WANTING_NS)
+		rs->others_short = true;
+	if (!p->nleased && p != rs->asker)
+		return 0;
+	rs->holders++;
+	if (p != rs->asker && p->lease_page && can_give(p) &&
+	    (!rs->best || p->nleased > rs->best->nleased))
+		rs->best = p;
+	return 0;
+}
+
+/*
+ * Lock held.  asker is short of `need` frames and the instance has none
+ * to lend: ask the largest other holder for what it holds beyond an even
+ * share of the budget (once: not while an earlier request is pending).
+ */
+static bool recall_for(struct usm_process *asker, uint64_t need)
+{
+	struct recall_search rs = { asker, NULL, 0, false };
+	uint64_t share, more;
+
+	usm_process_for_each(consider_holder, &rs);
+	if (!rs.best || !rs.holders)
+		return false;
+	share = usm_inst->nframes / rs.holders;
+	if (rs.best->nleased <= share)
+		return false;
+	if (atomic_load(&rs.best->lease_page->recall) > 0)
+		return true;                    /* asked already */
+	more = rs.best->nleased - share < need ? rs.best->nleased - share : need;
+	atomic_fetch_add(&rs.best->lease_page->recall, (int64_t)more);
+	atomic_fetch_add(&rs.best->lease_page->seq, 1);
+	syscall(SYS_futex, &rs.best->lease_page->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
+	usm_log(USM_LOG_DEBUG, "pid %d needs frames: asking pid %d for %llu back", asker->pid,
+		rs.best->pid, (unsigned long long)more);
+	return true;
+}
+
 /* Take back up to want of the frames lent to p (lock held). */
 static int64_t take_back(struct usm_process *p, int64_t want)
 {
@@ -83,6 +175,23 @@ static int64_t take_back(struct usm_process *p, int64_t want)
 	return (int64_t)n;
 }
 
+/*
+ * Lock held.  While another process is short of frames, one already at
+ * its even share of the budget gets no more: the frames another gave back
+ * on request must go to the process that asked for them.
+ */
+static int64_t lend_fairly(struct usm_process *p, int64_t want)
+{
+	struct recall_search rs = { p, NULL, 0, false };
+	uint64_t share;
+
+	usm_process_for_each(consider_holder, &rs);
+	share = rs.holders ? usm_inst->nframes / rs.holders : usm_inst->nframes;
+	if (rs.others_short && p->nleased + (uint64_t)want > share)
+		want = p->nleased < share ? (int64_t)(share - p->nleased) : 0;
+	return want > 0 ? lend(want) : 0;
+}
+
 static void answer_lease(struct usm_process *p, const struct usm_msg_lease *m)
 {
 	struct usm_msg_lease_reply r;
@@ -90,8 +199,12 @@ static void answer_lease(struct usm_process *p, const struct usm_msg_lease *m)
 
 	usm_msg_init(&r.h, USM_MSG_LEASE_REPLY, sizeof(r));
 	pthread_mutex_lock(&usm_inst->lock);
-	n = m->delta > 0 ? lend(m->delta) : -take_back(p, -m->delta);
+	n = m->delta > 0 ? lend_fairly(p, m->delta) : -take_back(p, -m->delta);
 	p->nleased += (uint64_t)n;
+	if (m->delta > 0 && n < m->delta)
+		p->refused_ns = usm_now_ns();
+	r.recalling = m->delta > 0 && n < m->delta && recall_for(p, (uint64_t)(m->delta - n));
+	r.reserved = 0;
 	r.granted = n;
 	r.instance_free = usm_frames_free();
 	pthread_mutex_unlock(&usm_inst->lock);
@@ -108,7 +221,9 @@ static void answer_oom(struct usm_process *p)
 	enum usm_oom_action act;
 
 	pthread_mutex_lock(&usm_inst->lock);
-	act = usm_oom_default(&ev);
+	/* Frames came free since it last asked (a victim exited): no kill,
+	 * it leases them. */
+	act = usm_frames_free() ? USM_OOM_RETRY : usm_oom_default(&ev);
 	pthread_mutex_unlock(&usm_inst->lock);
 	usm_count(&usm_inst->c.oom_events, 1);
 	usm_msg_init(&a.h, USM_MSG_ACK, sizeof(a));
@@ -233,6 +348,12 @@ void usm_inline_release(struct usm_process *p)
 	p->nleased = 0;
 	if (p->inline_host)
 		keep_swap_totals(p);
+	if (p->lease_page) {
+		munmap(p->lease_page, 4096);
+		close(p->lease_fd);
+		p->lease_page = NULL;
+		p->lease_fd = -1;
+	}
 	if (p->rpc_sock >= 0) {
 		if (p->worker)
 			epoll_ctl(p->worker->epfd, EPOLL_CTL_DEL, p->rpc_sock, NULL);

@@ -100,6 +100,9 @@ struct usm_process {
 	uint64_t other_tid_ns;            /* when another thread faulted */
 	int rpc_sock;                     /* inline: lease/stats channel, or -1 */
 	uint64_t nleased;                 /* inline: frames lent to it */
+	struct usm_lease_page *lease_page; /* inline: asks it for frames back */
+	int lease_fd;
+	uint64_t refused_ns;              /* inline: last lease it got less of */
 	struct usm_swap_stats inline_swap; /* inline: its own devices, pushed */
 	uint64_t inline_access[3];        /* inline: scans, marked, scan ns */
 	struct usm_worker *worker;
@@ -332,7 +335,8 @@ void usm_pool_detach(struct usm_process *p);
 int usm_bloat_sample(pid_t pid, uint64_t *pages);
 
 /* inline_rpc.c: the daemon's side of the in-process host */
-int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid,
+/* Attach pid's channel; *page_fd gets its lease page (for the ACK). */
+int usm_inline_attach_rpc(struct usm_instance *inst, int sock, pid_t pid, int *page_fd,
 			  char *err, size_t errlen);
 void usm_inline_serve_rpc(struct usm_process *p);
 void usm_inline_release(struct usm_process *p);

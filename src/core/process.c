@@ -87,6 +87,7 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 	p->w_pidfd = (struct usm_watch){ WATCH_PIDFD, p };
 	p->w_rpc = (struct usm_watch){ WATCH_RPC, p };
 	p->rpc_sock = -1;
+	p->lease_fd = -1;
 	p->chan_fd = -1;
 	p->refs = 1;
 	pthread_mutex_init(&p->evict_mu, NULL);
@@ -340,9 +341,13 @@ struct victim_search {
 	bool dying;          /* a victim was killed and has not exited yet */
 };
 
+/* What killing p would free: its frames (an in-process host's lease)
+ * and swap slots. */
 static uint64_t held(const struct usm_process *p)
 {
-	return usm_read(&p->c.frames_in_use) + usm_read(&p->c.swapped_now);
+	uint64_t frames = p->inline_host ? p->nleased : usm_read(&p->c.frames_in_use);
+
+	return frames + usm_read(&p->c.swapped_now);
 }
 
 /* Lowest priority first; among equals, the largest. */
@@ -370,10 +375,15 @@ enum usm_oom_action usm_oom_default(struct usm_event *ev)
 	struct usm_process *p = ev->origin;
 	struct victim_search vs = { NULL };
 
+	/* In the process itself, frames may be on their way from another
+	 * process (the instance recalls them): not out of memory yet. */
+	if (usm_inst->host && usm_evict_enabled(usm_inst) && usm_inline_oom_grace())
+		return USM_OOM_WAIT;
 	/* In the process itself: the instance picks the victim among all its
 	 * processes; this thread waits for frames. */
 	if (usm_inst->host && usm_inst->cfg.oom != USM_OOM_KERNEL) {
-		usm_inst->host->oom();
+		if (usm_inst->host->oom() == USM_OOM_RETRY)
+			usm_inline_lease_now();       /* it has frames again */
 		return USM_OOM_WAIT;
 	}
 	switch (usm_inst->cfg.oom) {

@@ -161,13 +161,14 @@ static void kick_agents(struct usm_instance *inst, struct usm_process **procs, s
 			usm_evict_kick_agent(procs[i]);
 }
 
-/* Frames came free: faults waiting for one try again. */
-static void kick_workers(struct usm_instance *inst)
+/* Frames came free (or the instance is stuck: the OOM policy decides):
+ * faults waiting for one try again. */
+static void kick_workers(struct usm_instance *inst, bool freed)
 {
 	for (unsigned i = 0; i < inst->nworkers; i++)
 		usm_worker_kick(&inst->workers[i]);
 	if (inst->host)
-		usm_inline_frames_freed();
+		usm_inline_wake_faults(freed);
 }
 
 /* Headroom kept under a process's `limit`, so that it does not stop at
@@ -316,9 +317,8 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 	uint64_t before = frames_free_now(inst), need, queued = 0, after;
 
 	*outstanding = collect_all(procs, n);
-	need = after_lease(inst, frames_needed(inst, *outstanding, reclaiming));
-	if (need > max)
-		need = max;
+	need = frames_needed(inst, *outstanding, reclaiming);
+	need = after_lease(inst, need > max ? max : need);
 	bool full = devices_full(inst);
 
 	/* In the process, a limit caps the lease instead (core/inline.c). */
@@ -338,7 +338,7 @@ static void reclaim_round(struct usm_instance *inst, bool *reclaiming, uint64_t 
 	atomic_store(&inst->reclaim_stuck, need && !queued && !*outstanding &&
 		     after < inst->wm_low);
 	if (after > before || atomic_load(&inst->reclaim_stuck))
-		kick_workers(inst);
+		kick_workers(inst, after > before);
 	put_processes(procs, n);
 }
 
@@ -359,6 +359,28 @@ void usm_reclaim_direct(struct usm_instance *inst, unsigned max)
 	if (frames_free_now(inst) < inst->wm_low)
 		reclaim_round(inst, &reclaiming, &outstanding, max);
 	usm_inline_round_end();
+}
+
+void usm_reclaim_pages(struct usm_instance *inst, uint64_t want)
+{
+	struct usm_process **procs;
+	size_t n;
+
+	usm_inline_round_begin();
+	n = grab_processes(inst, &procs);
+	collect_all(procs, n);
+	while (want) {
+		uint64_t queued = choose_victims(inst, want < VICTIMS_PER_ROUND ? want
+								: VICTIMS_PER_ROUND);
+		if (!queued)
+			break;
+		kick_agents(inst, procs, n);
+		collect_all(procs, n);
+		want -= queued < want ? queued : want;
+	}
+	put_processes(procs, n);
+	usm_inline_round_end();
+	kick_workers(inst, true);
 }
 
 /* Has the policy called usm_page_referenced since we last looked? */
@@ -397,8 +419,10 @@ static void *reclaimer_main(void *arg)
 			usm_access_scan(inst);
 			last_scan = usm_now_ns();
 		}
-		if (inst->host)
+		if (inst->host) {
+			usm_inline_tick();
 			usm_inline_round_begin();
+		}
 		/* With direct reclaim the faulting threads evict for the
 		 * watermarks; this thread only scans and asks cond_swap_out. */
 		reclaim_round(inst, &reclaiming, &outstanding,

@@ -108,6 +108,27 @@ struct usm_msg_lease_reply {
 	struct usm_msg h;
 	int64_t granted;            /* frames now added (or taken back) */
 	uint64_t instance_free;
+	uint32_t recalling;         /* short, and another process was asked to
+				     * give frames back: ask again soon */
+	uint32_t reserved;
+};
+
+/*
+ * The in-process host's lease page: one page of a memfd the instance
+ * creates for each ATTACH_RPC and sends with its ACK.  When the instance
+ * runs short while a process holds more than its share, it asks for
+ * frames back: it adds to `recall` and bumps `seq`.  The host gives back
+ * free frames first, evicts its own pages for the rest, and returns them
+ * with a LEASE of minus that many.
+ */
+#define USM_LEASE_MAGIC 0x4553454cu      /* "LESE" */
+
+struct usm_lease_page {
+	uint32_t magic;
+	_Atomic uint32_t seq;
+	_Atomic int64_t recall;         /* frames the instance wants back */
+	_Atomic uint64_t short_ns;      /* CLOCK_MONOTONIC: it could not give all
+					 * it was asked (nothing more to evict) */
 };
 
 /* Counters as sent to the CLI (see core/stats.h for their meaning). */

@@ -24,17 +24,9 @@ json_check "$T/sng.json" "d['frames_in_use'] == 0 and d['swap']['slots_used'] ==
 	"stress-ng: every frame and slot free after exit"
 
 # python3: 1 GiB of distinct 4 KiB objects, then a digest over all of them.
-cat >"$T/build.py" <<'EOPY'
-import hashlib
-blocks = [(i.to_bytes(4, "little") * 1024) for i in range(262144)]
-h = hashlib.sha256()
-for b in blocks:
-    h.update(b)
-print(len(blocks), sum(len(b) for b in blocks), h.hexdigest())
-EOPY
-"$PY" "$T/build.py" >"$T/py.want" || fail "native python3 failed"
+"$PY" "$BUILD1G" >"$T/py.want" || fail "native python3 failed"
 run_limited 120 "$T/py" "$USM" run --stats-json "$T/py.json" -o 'memory 256' \
-	-o "swapdev file $T/py.swap 2G" -- "$PY" "$T/build.py"
+	-o "swapdev file $T/py.swap 2G" -- "$PY" "$BUILD1G"
 assert_status 0 "$RC" "python3 building 1 GiB under a 256 MiB budget" "$T/py" "$T/py.err"
 assert_same "$T/py.want" "$T/py" "python3: same output as a native run"
 json_check "$T/py.json" "d['evicted'] >= 150000" "python3: >= 150000 pages evicted"

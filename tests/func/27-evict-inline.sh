@@ -112,6 +112,48 @@ adv_run fork --mb 64 --threads 2 --forks 24
 adv_run forkidle --mb 64 --threads 4 --forks 8
 adv_run cow --mb 64
 
+# System calls on swapped-out memory: the kernel cannot wait for a fault
+# in the in-process host, so the agent brings the memory in first and
+# pins it (agent/pretouch.c).  usm_syscalls checks each result and that
+# most calls really found their memory out.
+SC=$PROGS/usm_syscalls
+need_prog "$SC"
+mkdir -p "$T/sc"
+run_limited 120 "$T/sc.out" "$USM" run --inline --stats-json "$T/sc.json" -o "memory $BUDGET" \
+	-o "swapdev $ZMEM" -- "$SC" $((BUDGET * 2)) "$T/sc"
+assert_status 0 "$RC" "usm_syscalls in-process" "$T/sc.out" "$T/sc.out.err"
+assert_grep "$T/sc.out" "^syscalls: OK 116 calls checked" "every system call's result checked"
+json_check "$T/sc.json" "d['kernel_pages'] == 0" "no page went to the kernel (forks share the budget)"
+out=$(sed -n 's/.* \([0-9]*\) on memory swapped out$/\1/p' "$T/sc.out")
+[ "${out:-0}" -ge 58 ] || fail "only ${out:-0} of 116 calls found their memory swapped out"
+ok "$out of 116 calls found their memory swapped out"
+
+# Real programs: stress-ng (its alternate signal stacks are the
+# kernel's) and python3, larger than the budget.
+need_cmd stress-ng
+run_limited 60 "$T/sng" "$USM" run --inline --stats-json "$T/sng.json" -o 'memory 256' \
+	-o "swapdev zmem - 1G" -- "$(command -v stress-ng)" --vm 2 --vm-bytes 512M --verify -t 8s
+cat "$T/sng.err" >>"$T/sng"
+assert_status 0 "$RC" "stress-ng --vm 2 --vm-bytes 512M --verify in-process, 256 MiB" "$T/sng"
+assert_grep "$T/sng" 'successful run completed in [0-9.]+s' "stress-ng: successful run completed"
+assert_no_grep "$T/sng" 'fail|error|unsuccessful|verif' "stress-ng reported no failure" -i
+json_check "$T/sng.json" "d['evicted'] > 0 and d['swapped_in'] > 0" "stress-ng: pages were evicted and swapped in"
+"$PY" "$BUILD1G" >"$T/py.want" || fail "native python3 failed"
+run_limited 120 "$T/py" "$USM" run --inline --stats-json "$T/py.json" -o 'memory 256' \
+	-o "swapdev zmem - 2G" -- "$PY" "$BUILD1G"
+assert_status 0 "$RC" "python3 building 1 GiB in-process under a 256 MiB budget" "$T/py" "$T/py.err"
+assert_same "$T/py.want" "$T/py" "python3: same output as a native run"
+json_check "$T/py.json" "d['evicted'] >= 150000 and d['frames_peak'] <= d['memory_frames']" \
+	"python3: >= 150000 pages evicted, the budget held"
+
+# Two programs that fit neither in the budget nor on their devices: the
+# instance shares the budget out between them (it asks the one holding it
+# all for half back), and when both are stuck `oom kill` takes the lower
+# priority.  The other finishes with every page right.
+# (Each process's compressed device is its own: 12 MiB each here.)
+evict_oom_two full "memory 32" "swapdev zmem - 12M" "host inline" "oom kill" \
+	"priority lowprio 1" "priority highprio 10"
+
 # usmd killed, or stopped, while pages are swapped out: the in-process
 # host puts every page back from its own device before the memory goes
 # to the kernel, and the program reads every byte it wrote.

@@ -24,6 +24,7 @@ USM=$BUILD/bin/usm
 USMD=$BUILD/bin/usmd
 AGENT=$BUILD/lib/libusm-agent.so
 PROGS=$BUILD/tests/progs
+BUILD1G=$(dirname "${BASH_SOURCE[0]}")/../progs/build1g.py   # python3, 1 GiB
 TORTURE=$PROGS/usm_torture
 MEMWRITER=$PROGS/usm_memwriter
 TOUCH=$PROGS/usm_touch
@@ -294,6 +295,44 @@ evict_adv_run() {
 	assert_no_grep "$T/$mode.out.err" "usm-agent" "$mode: the agent never detached"
 	json_check "$T/$mode.json" "d['evicted'] > 0" "$mode: pages were evicted"
 	evict_held_nothing "$mode"
+}
+
+# evict_oom_two NAME CONFIG-LINES...: two programs that fit
+# neither in the 32 MiB budget nor on the swap devices together, under
+# instance NAME started with CONFIG-LINES (which must say `oom kill` and
+# give lowprio priority 1, highprio 10): the lower priority is killed with
+# a log line saying why, the other finishes with every page right, and
+# every frame and slot comes back.
+evict_oom_two() {
+	local name=$1 low_run low high
+	shift
+	cp "$EVICT" "$T/lowprio"
+	cp "$EVICT" "$T/highprio"
+	printf '%s\n' "$@" >"$T/$name.cfg"
+	start_daemon "$name" -c "$T/$name.cfg"
+	start_bg "$T/low.out" "$USM" run -i "$name" -- "${PIDWRAP[@]}" "$T/low.pid" \
+		"$T/lowprio" --mb 40 --passes 1 --ready "$T/low.ready" --hold-ms 60000
+	low_run=$BG_PID
+	wait_for 30 "lowprio wrote its 40 MiB" test -e "$T/low.ready" || fail "lowprio did not get its memory"
+	low=$(cat "$T/low.pid")
+	run_limited 60 "$T/high.out" "$USM" run -i "$name" -- "${PIDWRAP[@]}" "$T/high.pid" \
+		"$T/highprio" --mb 40 --passes 2
+	assert_status 0 "$RC" "highprio (priority 10)" "$T/high.out" "$T/high.out.err" "$T/usmd-$name.log"
+	assert_grep "$T/high.out" "^evict: OK $((40 * 256 * 2)) pages verified$" "highprio checked every page"
+	high=$(cat "$T/high.pid")
+	wait_bg "$low_run" 10
+	assert_status 137 "$BG_STATUS" "lowprio (priority 1): killed by SIGKILL" "$T/low.out" "$T/low.out.err"
+	assert_grep "$T/usmd-$name.log" \
+		"killed pid $low \(lowprio, priority 1, [0-9]+ frames\): instance out of frames and nothing left to evict \(oom kill\)" \
+		"usmd logged the kill of lowprio and why"
+	assert_no_grep "$T/usmd-$name.log" "killed pid $high " "usmd never killed highprio"
+	wait_no_live "$name"
+	stats_json "$name" "$T/after.json"
+	json_check "$T/after.json" "d['frames_peak'] <= d['memory_frames'] and d['kernel_pages'] == 0" \
+		"the budget held, no kernel pages"
+	json_check "$T/after.json" "d['frames_in_use'] == 0 and d['swap']['slots_used'] == 0" \
+		"every frame and slot came back"
+	stop_daemon "$name"
 }
 
 # ---- background processes and daemons ---------------------------------
