@@ -98,9 +98,10 @@ void agent_evict_restore(void);
 /* Around a call that changes the address space (munmap, mremap, madvise,
  * MAP_FIXED mmap, brk): no page moves meanwhile, and the change is
  * numbered and marked for the instance.  Ranges [a, a+alen) and
- * [b, b+blen) are what it touched (lengths may be 0). */
-void agent_evict_layout_begin(void);
-void agent_evict_layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen);
+ * [b, b+blen) are what it touched (lengths may be 0).  begin's token goes
+ * to end. */
+int agent_evict_layout_begin(void);
+void agent_evict_layout_end(int token, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen);
 /* fork: snapshot for the child (prepare), resume (parent), forget (child). */
 void agent_evict_fork_prepare(void);
 void agent_evict_fork_parent(void);

@@ -45,6 +45,7 @@ static struct usm_stage stage = { .uffd = -1 };
 static uint64_t ps;
 static uint32_t fork_token;
 static pid_t fork_parent;          /* who asked for fork_token */
+static int fork_slot;              /* its layout_tid slot, while it forks */
 /* Held while pages move; recursive: detaching may happen inside. */
 static pthread_mutex_t evict_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static char page_buf[65536] __attribute__((aligned(4096)));
@@ -160,27 +161,67 @@ int agent_evict_setup(int sock, int uffd, char *err, size_t errlen)
 
 /* ---- ordering with the program's munmap, mremap, madvise --------------- */
 
-void agent_evict_layout_begin(void)
+/*
+ * A slot in chan->layout_tid for the calling thread, taken before it waits
+ * for evict_mu and kept until it lets go: the instance then serves its
+ * faults even when every free frame is waiting for our evictor.  With
+ * more threads than slots inside such calls at once, wait for a slot.
+ */
+static int claim_layout_slot(void)
 {
-	if (chan)
-		pthread_mutex_lock(&evict_mu);
+	int32_t tid = (int32_t)raw_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+
+	for (;;) {
+		for (int i = 0; i < USM_LAYOUT_TIDS; i++) {
+			int32_t free_slot = 0;
+			if (atomic_compare_exchange_strong(&chan->layout_tid[i], &free_slot, tid))
+				return i;
+		}
+		raw_syscall6(SYS_sched_yield, 0, 0, 0, 0, 0, 0);
+	}
 }
 
-void agent_evict_layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+static void release_layout_slot(int slot)
+{
+	if (slot >= 0)
+		atomic_store(&chan->layout_tid[slot], 0);
+}
+
+/* evict_mu, with a slot for the wait and the time it is held. */
+static int lock_evict_mu(void)
+{
+	int slot = claim_layout_slot();
+
+	pthread_mutex_lock(&evict_mu);
+	return slot;
+}
+
+static void unlock_evict_mu(int slot)
+{
+	pthread_mutex_unlock(&evict_mu);
+	release_layout_slot(slot);
+}
+
+int agent_evict_layout_begin(void)
+{
+	return chan ? lock_evict_mu() : -1;
+}
+
+void agent_evict_layout_end(int slot, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
 	struct layout_change *c;
 
-	if (!chan)
+	if (slot < 0)
 		return;
 	if (!marker) {                  /* no count without a marker */
-		pthread_mutex_unlock(&evict_mu);
+		unlock_evict_mu(slot);
 		return;
 	}
 	c = &layout_ring[++layout_seq % LAYOUT_RING];
 	*c = (struct layout_change){ { a, b }, { a + alen, b + blen } };
 	/* After the call's own events: the instance counts this one. */
 	raw_syscall6(SYS_madvise, (long)marker, (long)ps, MADV_DONTNEED, 0, 0, 0);
-	pthread_mutex_unlock(&evict_mu);
+	unlock_evict_mu(slot);
 }
 
 /* evict_mu held: was va left alone by every change the instance had not
@@ -445,7 +486,7 @@ void agent_evict_fork_prepare(void)
 	fork_parent = getpid();
 	if (!chan || atomic_load(&agent.state) != AGENT_ATTACHED)
 		return;
-	pthread_mutex_lock(&evict_mu);
+	fork_slot = lock_evict_mu();
 	rc = ask_fork_token();
 	if (rc > 0) {
 		fork_token = (uint32_t)rc;
@@ -454,13 +495,13 @@ void agent_evict_fork_prepare(void)
 	agent_log("fork: the instance cannot share swapped-out pages with the child (%s)",
 		  strerror(rc < 0 ? -rc : EPROTO));
 	agent_detach("fork without the instance's snapshot");
-	pthread_mutex_unlock(&evict_mu);
+	unlock_evict_mu(fork_slot);
 }
 
 void agent_evict_fork_parent(void)
 {
 	if (fork_token)
-		pthread_mutex_unlock(&evict_mu);
+		unlock_evict_mu(fork_slot);
 }
 
 /* The child's copy of our state belongs to the parent's attachment. */

@@ -81,32 +81,35 @@ static void inline_gone(uint64_t start, uint64_t len)
  * the in-process host's layout lock (core/inline_evict.c).  In between,
  * no page is moved out or mapped in at those addresses.
  */
-static void layout_begin(void)
+static int layout_begin(void)
 {
-	agent_evict_layout_begin();
+	int token = agent_evict_layout_begin();
+
 	if (inline_on())
 		agent.api->layout_begin();
+	return token;
 }
 
-static void layout_end(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+static void layout_end(int token, uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
 	if (inline_on())
 		agent.api->layout_end();
-	agent_evict_layout_end(a, alen, b, blen);
+	agent_evict_layout_end(token, a, alen, b, blen);
 }
 
 static long do_mmap(long addr, long len, long prot, long flags, long fd, long off)
 {
 	long ret;
+	int token = -1;
 
 	if (flags & MAP_FIXED)           /* replaces what is there */
-		layout_begin();
+		token = layout_begin();
 	ret = raw_syscall6(SYS_mmap, addr, len, prot, flags, fd, off);
 	/* MAP_FIXED replaced whatever was there. */
 	if (!raw_is_error(ret) && (flags & MAP_FIXED))
 		inline_gone((uint64_t)ret, PAGE_UP((uint64_t)len));
 	if (flags & MAP_FIXED)
-		layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
+		layout_end(token, (uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 
 	/* The filter only traps private anonymous mmaps; hugetlb and stack
 	 * mappings are left to the kernel (userfaultfd would need other
@@ -124,15 +127,15 @@ static long do_brk(long addr)
 {
 	long old, ret;
 	uint64_t from, to;
+	int token = layout_begin();
 
-	layout_begin();
 	old = raw_syscall6(SYS_brk, 0, 0, 0, 0, 0, 0);
 	ret = raw_syscall6(SYS_brk, addr, 0, 0, 0, 0, 0);
 	from = PAGE_UP((uint64_t)old);
 	to = PAGE_UP((uint64_t)ret);
 	if (to < from)
 		inline_gone(to, from - to);
-	layout_end(to < from ? to : 0, to < from ? from - to : 0, 0, 0);
+	layout_end(token, to < from ? to : 0, to < from ? from - to : 0, 0, 0);
 
 	/* brk never merges the new pages into a registered heap VMA (the
 	 * flags differ), so each growth is a range of its own. */
@@ -143,13 +146,12 @@ static long do_brk(long addr)
 
 static long do_munmap(long addr, long len)
 {
-	long ret;
+	int token = layout_begin();
+	long ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
 
-	layout_begin();
-	ret = raw_syscall6(SYS_munmap, addr, len, 0, 0, 0, 0);
 	if (!raw_is_error(ret))
 		inline_gone((uint64_t)addr, PAGE_UP((uint64_t)len));
-	layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
+	layout_end(token, (uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	return ret;
 }
 
@@ -159,9 +161,10 @@ static long do_madvise(long addr, long len, long advice)
 	bool drops = advice == MADV_DONTNEED || advice == MADV_FREE ||
 		     advice == MADV_REMOVE || advice == 24 /* DONTNEED_LOCKED */;
 	long ret;
+	int token = -1;
 
 	if (drops)
-		layout_begin();
+		token = layout_begin();
 	ret = raw_syscall6(SYS_madvise, addr, len, advice, 0, 0, 0);
 	/* These drop the pages (MADV_FREE only may, later: a fault on such
 	 * a page is handled as a fresh one). */
@@ -169,7 +172,7 @@ static long do_madvise(long addr, long len, long advice)
 	    (advice == MADV_DONTNEED || advice == MADV_REMOVE || advice == 24 /* DONTNEED_LOCKED */))
 		agent.api->remove((uint64_t)addr, PAGE_UP((uint64_t)len));
 	if (drops)
-		layout_end((uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
+		layout_end(token, (uint64_t)addr, PAGE_UP((uint64_t)len), 0, 0);
 	return ret;
 }
 
@@ -181,8 +184,8 @@ static long do_mremap(long old, long oldlen, long newlen, long flags, long new_)
 {
 	long ret;
 	uint64_t o = (uint64_t)old, ol = PAGE_UP((uint64_t)oldlen), nl = PAGE_UP((uint64_t)newlen);
+	int token = layout_begin();
 
-	layout_begin();
 	ret = raw_syscall6(SYS_mremap, old, oldlen, newlen, flags, new_, 0);
 	if (!raw_is_error(ret) && inline_on()) {
 		if (nl < ol)
@@ -194,7 +197,7 @@ static long do_mremap(long old, long oldlen, long newlen, long flags, long new_)
 			agent_register((uint64_t)ret, nl);
 		}
 	}
-	layout_end(o, ol, raw_is_error(ret) ? 0 : (uint64_t)ret, nl);
+	layout_end(token, o, ol, raw_is_error(ret) ? 0 : (uint64_t)ret, nl);
 	return ret;
 }
 

@@ -94,11 +94,12 @@ static void print_swap(FILE *f, const struct usm_stat_instance *i)
 		(unsigned long long)s->slots_total, (double)s->bytes_used / 1048576.0,
 		s->stored_bytes ? (double)s->raw_bytes / (double)s->stored_bytes : 0.0);
 	fprintf(f, "  swap-in  %llu faults, %llu pages (%llu prefetched), %llu from pages "
-		"in flight; %llu victims not evictable\n",
+		"in flight; %llu victims not evictable; %llu frames beyond the budget\n",
 		(unsigned long long)i->c.swapin_faults, (unsigned long long)i->c.swapped_in,
 		(unsigned long long)(i->c.swapped_in > i->c.swapin_faults ?
 				     i->c.swapped_in - i->c.swapin_faults : 0),
-		(unsigned long long)i->c.swapcache_hits, (unsigned long long)i->c.evict_failed);
+		(unsigned long long)i->c.swapcache_hits, (unsigned long long)i->c.evict_failed,
+		(unsigned long long)i->c.reserve_frames);
 	fprintf(f, "  access   %llu scans (%.1f ms), %llu frames found written\n",
 		(unsigned long long)i->access_scans, (double)i->access_scan_ns / 1e6,
 		(unsigned long long)i->access_marked);
@@ -164,7 +165,7 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 		"\"pages_freed\":%llu,\"eexist\":%llu,\"huge_pages\":%llu,\"bloat_pages\":%llu,"
 		"\"evicted\":%llu,\"swapin_faults\":%llu,\"swapped_in\":%llu,"
 		"\"swapcache_hits\":%llu,\"swapped_now\":%llu,\"evict_failed\":%llu,"
-		"\"copier_windows\":%llu,"
+		"\"copier_windows\":%llu,\"reserve_frames\":%llu,"
 		"\"events\":{\"fault\":%llu,\"remove\":%llu,\"unmap\":%llu,\"remap\":%llu},"
 		"\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu}",
 		(unsigned long long)c->faults, (unsigned long long)c->pages_mapped,
@@ -175,7 +176,7 @@ static void json_counters(FILE *f, const struct usm_stat_counters *c)
 		(unsigned long long)c->evicted, (unsigned long long)c->swapin_faults,
 		(unsigned long long)c->swapped_in, (unsigned long long)c->swapcache_hits,
 		(unsigned long long)c->swapped_now, (unsigned long long)c->evict_failed,
-		(unsigned long long)c->copier_windows,
+		(unsigned long long)c->copier_windows, (unsigned long long)c->reserve_frames,
 		(unsigned long long)c->faults, (unsigned long long)c->ev_remove,
 		(unsigned long long)c->ev_unmap, (unsigned long long)c->ev_remap,
 		(unsigned long long)c->lat_p50_ns, (unsigned long long)c->lat_p99_ns,

@@ -527,7 +527,7 @@ static void add_pending(struct usm_worker *w, struct usm_process *p, uint64_t ad
 		w->pending = n;
 		w->cap_pending = cap;
 	}
-	w->pending[w->npending++] = (struct usm_pending){ p, addr, flags };
+	w->pending[w->npending++] = (struct usm_pending){ p, addr, flags, w->fault_tid };
 }
 
 static enum usm_fault_result oom_to_kernel(struct usm_process *p, uint64_t addr)
@@ -618,6 +618,25 @@ static enum usm_fault_result fault_on_mapped(struct usm_process *p, uint64_t va)
 	return rc == -EEXIST ? USM_FAULT_DONE : USM_FAULT_FAILED;
 }
 
+/*
+ * Is thread tid of p waiting for or holding its agent's eviction lock?
+ * Then the frames in flight to that agent wait for this fault: it must
+ * not wait for them (see usm_evict_chan.layout_tid).
+ */
+static bool holds_up_eviction(const struct usm_process *p, uint32_t tid)
+{
+	if (!tid || !p->chan || !p->ninflight)
+		return false;
+	for (unsigned i = 0; i < USM_LAYOUT_TIDS; i++)
+		if (atomic_load_explicit(&p->chan->layout_tid[i], memory_order_relaxed) ==
+		    (int32_t)tid)
+			return true;
+	return false;
+}
+
+static enum usm_fault_result resolve(struct usm_worker *w, struct usm_process *p,
+				     struct usm_event *e);
+
 enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process *p,
 					uint64_t addr, uint32_t flags, uint32_t tid)
 {
@@ -626,15 +645,28 @@ enum usm_fault_result usm_fault_resolve(struct usm_worker *w, struct usm_process
 		.length = usm_inst->cfg.page_size, .flags = flags, .tid = tid,
 		.framework = w,
 	};
-	enum usm_oom_action act;
-	struct usm_page *v;
+	bool reserve = holds_up_eviction(p, tid);
+	enum usm_fault_result r;
 
 	/* At its own limit: the reclaimer evicts some of its pages first. */
-	if (p->limit_frames && p->chan && !p->limit_stuck &&
+	if (!reserve && p->limit_frames && p->chan && !p->limit_stuck &&
 	    usm_read(&p->c.frames_in_use) >= p->limit_frames) {
 		usm_reclaim_kick(usm_inst);
 		return USM_FAULT_RETRY;
 	}
+	usm_frames_reserve(reserve);
+	r = resolve(w, p, &ev);
+	usm_frames_reserve(false);
+	return r;
+}
+
+static enum usm_fault_result resolve(struct usm_worker *w, struct usm_process *p,
+				     struct usm_event *e)
+{
+	struct usm_event ev = *e;
+	enum usm_oom_action act;
+	struct usm_page *v;
+
 	pthread_mutex_lock(&usm_inst->lock);
 	if (p->ninflight && usm_evict_busy_at(p, ev.vaddr)) {
 		pthread_mutex_unlock(&usm_inst->lock);
@@ -718,7 +750,8 @@ void usm_retry_pending(struct usm_worker *w)
 	w->npending = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!batch[i].proc->dead)
-			handle_alloc(w, batch[i].proc, batch[i].addr, batch[i].flags, 0, true);
+			handle_alloc(w, batch[i].proc, batch[i].addr, batch[i].flags, batch[i].tid,
+				     true);
 	free(batch);
 }
 

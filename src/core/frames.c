@@ -20,11 +20,41 @@ static void *map_array(uint64_t bytes)
 	return raw_map(bytes, PROT_READ | PROT_WRITE);
 }
 
+/*
+ * The reserve: frames beyond the budget, for the faults of threads that
+ * hold up eviction (see usm_evict_chan.layout_tid).  A few per slot: such a
+ * thread touches a few pages of its stack while it holds the agent's lock.
+ * Only a worker that opened it (usm_frames_reserve) may take from it, and
+ * the reclaimer, seeing no free frame, evicts the excess again.
+ */
+#define RESERVE_FRAMES (4 * USM_LAYOUT_TIDS)
+
+static __thread bool reserve_open;
+
+/*
+ * The in-process host has no reserve, and must never touch the flag: it
+ * is loaded with dlopen, so a thread's first access to its thread-local
+ * storage may allocate, inside a fault handler.
+ */
+void usm_frames_reserve(bool open)
+{
+	if (usm_inst->reserve)
+		reserve_open = open;
+}
+
+/* Frames the caller may hold now. */
+static uint64_t cap_now(const struct usm_instance *inst)
+{
+	return inst->cap + (inst->reserve && reserve_open ? inst->reserve : 0);
+}
+
 int usm_frames_init(struct usm_instance *inst)
 {
 	inst->nframes = inst->cfg.memory_mib * (1024 * 1024 / inst->cfg.page_size);
-	inst->frames = map_array(inst->nframes * sizeof(struct usm_page));
-	inst->free_stack = map_array(inst->nframes * sizeof(uint64_t));
+	inst->reserve = RESERVE_FRAMES;
+	inst->ndesc = inst->nframes + inst->reserve;
+	inst->frames = map_array(inst->ndesc * sizeof(struct usm_page));
+	inst->free_stack = map_array(inst->ndesc * sizeof(uint64_t));
 	if (!inst->frames || !inst->free_stack)
 		return -ENOMEM;
 	inst->nfree = 0;
@@ -36,9 +66,9 @@ int usm_frames_init(struct usm_instance *inst)
 void usm_frames_fini(struct usm_instance *inst)
 {
 	if (inst->frames)
-		raw_unmap(inst->frames, inst->nframes * sizeof(struct usm_page));
+		raw_unmap(inst->frames, inst->ndesc * sizeof(struct usm_page));
 	if (inst->free_stack)
-		raw_unmap(inst->free_stack, inst->nframes * sizeof(uint64_t));
+		raw_unmap(inst->free_stack, inst->ndesc * sizeof(uint64_t));
 	inst->frames = NULL;
 	inst->free_stack = NULL;
 }
@@ -61,9 +91,9 @@ static uint64_t frames_used(const struct usm_instance *inst)
 
 uint64_t usm_frames_free(void)
 {
-	uint64_t used = frames_used(usm_inst);
+	uint64_t used = frames_used(usm_inst), cap = cap_now(usm_inst);
 
-	return usm_inst->cap > used ? usm_inst->cap - used : 0;
+	return cap > used ? cap - used : 0;
 }
 
 unsigned usm_budget_used_pct(void)
@@ -75,11 +105,11 @@ static struct usm_page *pop_frame(struct usm_instance *inst)
 {
 	struct usm_page *pg;
 
-	if (frames_used(inst) >= inst->cap)
+	if (frames_used(inst) >= cap_now(inst))
 		return NULL;
 	if (inst->nfree)
 		pg = &inst->frames[inst->free_stack[--inst->nfree]];
-	else if (inst->next_fresh < inst->nframes)
+	else if (inst->next_fresh < inst->ndesc)
 		pg = &inst->frames[inst->next_fresh++];
 	else
 		return NULL;
@@ -130,8 +160,14 @@ struct usm_page *usm_frame_take(struct usm_event *ev)
 	struct usm_page *pg = pop_frame(usm_inst);
 
 	check_watermark(usm_inst);
-	if (pg)
-		pg->proc = ev ? ev->origin : NULL;
+	if (!pg)
+		return NULL;
+	pg->proc = ev ? ev->origin : NULL;
+	if (frames_used(usm_inst) > usm_inst->cap) {        /* from the reserve */
+		usm_count(&usm_inst->c.reserve_frames, 1);
+		if (pg->proc)
+			usm_count(&pg->proc->c.reserve_frames, 1);
+	}
 	return pg;
 }
 

@@ -493,6 +493,7 @@ static void inline_forked(pid_t pid, int uffd)
 		usm_frames_init(usm_inst);
 	}
 	usm_inst->cap = 0;
+	usm_inst->reserve = 0;
 	memset(&self->c, 0, sizeof(self->c));
 	memset(&self->lat, 0, sizeof(self->lat));
 	atomic_store(&self->c.swapped_now, swapped);

@@ -270,6 +270,7 @@ static void take_stats(struct usm_process *p, const struct usm_msg_stats_push *m
 	store(&c->swapped_in, &t->swapped_in, m->c.swapped_in);
 	store(&c->swapcache_hits, &t->swapcache_hits, m->c.swapcache_hits);
 	store(&c->evict_failed, &t->evict_failed, m->c.evict_failed);
+	store(&c->reserve_frames, &t->reserve_frames, m->c.reserve_frames);
 	store_level(&c->swapped_now, &t->swapped_now, m->c.swapped_now);
 	store(&p->bloat_pages, NULL, m->c.bloat_pages);
 	pthread_mutex_lock(&usm_inst->procs_lock);

@@ -137,8 +137,10 @@ int usm_instance_create_host(struct usm_instance **out, const char *name,
 		goto fail;
 	}
 	inst->host = host;
-	if (host)
+	if (host) {
 		inst->cap = 0;          /* frames arrive by lease */
+		inst->reserve = 0;      /* no agent lock to wait for */
+	}
 	if (init_policies(err, errlen) || usm_evict_start(inst, err, errlen) ||
 	    (!host && usm_control_open(inst, err, errlen)))
 		goto fail;

@@ -116,6 +116,7 @@ struct usm_pending {
 	struct usm_process *proc;
 	uint64_t addr;
 	uint32_t flags;
+	uint32_t tid;                     /* the faulting thread, 0: unknown */
 };
 
 /* Where a worker runs, in mode colocate (core/placement.c). */
@@ -178,6 +179,9 @@ struct usm_instance {
 	uint64_t lent;                    /* frames lent to in-process hosts */
 	uint64_t cap;                     /* frames this host may hold: nframes,
 					   * or what the in-process host leased */
+	uint64_t reserve;                 /* frames beyond the budget, for
+					   * usm_frames_reserve (0: none) */
+	uint64_t ndesc;                   /* descriptors: nframes + reserve */
 	uint64_t *free_stack;
 
 	struct usm_policy *default_policy;
@@ -249,6 +253,8 @@ void usm_process_put(struct usm_process *p);
 
 /* frames.c */
 int usm_frames_init(struct usm_instance *inst);
+/* Let the calling thread's frame takes dip into the reserve (or stop). */
+void usm_frames_reserve(bool open);
 void usm_frames_fini(struct usm_instance *inst);
 /* Return a mapped frame of a process to the pool (lock held). */
 void usm_frame_release(struct usm_page *pg);

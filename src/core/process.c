@@ -132,6 +132,7 @@ void usm_counters_snapshot(const struct usm_counters *c, const struct usm_hist *
 	o->swapped_now = usm_read(&c->swapped_now);
 	o->evict_failed = usm_read(&c->evict_failed);
 	o->copier_windows = usm_read(&c->copier_windows);
+	o->reserve_frames = usm_read(&c->reserve_frames);
 	o->lat_p50_ns = usm_hist_quantile(h, 0.50);
 	o->lat_p99_ns = usm_hist_quantile(h, 0.99);
 	o->lat_max_ns = usm_hist_quantile(h, 1.0);

@@ -45,6 +45,8 @@ struct usm_counters {
 	_Atomic uint64_t swapped_now;     /* pages swapped out right now */
 	_Atomic uint64_t evict_failed;    /* victims that could not be evicted */
 	_Atomic uint64_t copier_windows;  /* windows a copier mapped for a worker */
+	_Atomic uint64_t reserve_frames;  /* taken beyond the budget, for threads
+					   * that eviction waited for */
 };
 
 static inline void usm_count(_Atomic uint64_t *c, uint64_t n)

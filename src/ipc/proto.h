@@ -23,7 +23,7 @@
 #include "swap/swapdev.h"
 
 #define USM_PROTO_MAGIC   0x314d5355u   /* "USM1" */
-#define USM_PROTO_VERSION 3
+#define USM_PROTO_VERSION 4
 
 enum usm_msg_type {
 	USM_MSG_HELLO = 1,     /* agent -> daemon, + uffd */
@@ -143,6 +143,7 @@ struct usm_stat_counters {
 	uint64_t evicted, swapin_faults, swapped_in, swapcache_hits;
 	uint64_t swapped_now, evict_failed;
 	uint64_t copier_windows;        /* windows a copier thread mapped */
+	uint64_t reserve_frames;        /* taken beyond the budget (frames.c) */
 };
 
 struct usm_stat_proc {
@@ -305,6 +306,7 @@ struct usm_msg_pool_ready {
 #define USM_EVICT_MAGIC 0x54434956u       /* "VICT" */
 #define USM_EVICT_REQS  256
 #define USM_EVICT_TABLE (1u << 22)        /* swapped pages per process */
+#define USM_LAYOUT_TIDS 32                /* see usm_evict_chan.layout_tid */
 
 enum usm_evict_state {
 	USM_EV_FREE = 0,
@@ -354,6 +356,16 @@ struct usm_evict_chan {
 	uint64_t marker;                  /* set by the agent; 0: none */
 	_Atomic uint32_t kick;            /* futex: daemon queued requests */
 	_Atomic uint32_t done;            /* bumped by the agent after a batch */
+	/*
+	 * The threads waiting for or holding the agent's eviction lock (a
+	 * layout change or a fork), by TID; 0: a free slot.  While one holds
+	 * it the agent moves no page, so the frames in flight do not come
+	 * back; if that thread faults (its stack may have been moved out
+	 * while it waited) no frame may be free.  The instance serves the
+	 * faults of these threads from a small reserve beyond the budget
+	 * (core/frames.c) instead of waiting for eviction.
+	 */
+	_Atomic int32_t layout_tid[USM_LAYOUT_TIDS];
 	struct usm_evict_req req[USM_EVICT_REQS];
 };
 
