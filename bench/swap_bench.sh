@@ -49,6 +49,9 @@
 #                    without it the policy's default, auto
 #   usm-...-colocate any USM variant with -o 'mode colocate' (the worker and
 #                    the faulting thread share a CPU; default: mode hybrid)
+#   usm-zmem...-inline  a zmem variant with `usm run --inline`: the policies
+#                    run in the program, faulting threads swap in (and
+#                    evict: reclaim direct) themselves
 # Only one swap area is active at a time, and only during its variant's run.
 # Every system setting (swap areas, zram, the cgroup, the swap files) is
 # undone after each run and on any exit (trap), also on Ctrl-C.  A USM
@@ -76,6 +79,9 @@ for d in file zmem; do
 	done
 done
 for v in "${ALL_VARIANTS[@]}"; do [[ $v == usm-* ]] && ALL_VARIANTS+=("$v-colocate"); done
+for v in "${ALL_VARIANTS[@]}"; do
+	[[ $v == usm-zmem* && $v != *-colocate ]] && ALL_VARIANTS+=("$v-inline")
+done
 ALL_WORKLOADS=(gups scan zipf)
 
 REPS=5
@@ -152,11 +158,16 @@ swapwork_args() {
 	if [[ -n "$OPS" ]]; then SWARGS+=(--ops "$OPS"); else SWARGS+=(--seconds "$SECONDS_RUN"); fi
 }
 
-# usm_variant_parts usm-D[-P][-pfN][-colocate]: UDEV, UPOL (or empty), UPF
-# (or empty), UCOLO (1 or empty).
+# usm_variant_parts usm-D[-P][-pfN][-colocate|-inline]: UDEV, UPOL (or
+# empty), UPF (or empty), UCOLO and UINLINE (1 or empty).
 usm_variant_parts() {
 	local rest=${1#usm-}
 	UCOLO=
+	UINLINE=
+	if [[ "$rest" == *-inline ]]; then
+		UINLINE=1
+		rest=${rest%-inline}
+	fi
 	if [[ "$rest" == *-colocate ]]; then
 		UCOLO=1
 		rest=${rest%-colocate}
@@ -182,8 +193,8 @@ run_cmd() {
 		# Enter the memory group, then become swapwork.
 		CMD=(/bin/sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$SW" "${SWARGS[@]}") ;;
 	usm-*)
-		CMD=("$USM" run -o "memory $lim")
 		usm_variant_parts "$v"
+		CMD=("$USM" run ${UINLINE:+--inline} -o "memory $lim")
 		case "$UDEV" in
 		zmem) CMD+=(-o "swapdev zmem - $((ws + 64))M codec=lz4") ;;
 		file) CMD+=(-o "swapdev file $USMFILE $((ws + 64))M") ;;
@@ -203,7 +214,7 @@ variant_what() {
 	usm-zmem)        echo "USM: compressed in-memory swap device (lz4), default eviction policy (fifo, readahead)" ;;
 	usm-*)
 		usm_variant_parts "$1"
-		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}${UCOLO:+, mode colocate}" ;;
+		echo "USM: $UDEV swap device, eviction policy ${UPOL:-fifo}${UPF:+, swap-in prefetch $UPF}${UCOLO:+, mode colocate}${UINLINE:+, in-process host (--inline)}" ;;
 	esac
 }
 # doc_cmd ARGS...: show_cmd without this run's pid and the repository's
@@ -233,6 +244,7 @@ variant_color() {
 	usm-zmem)        echo '#2ca02c' ;;
 	usm-file-colocate) echo '#6baed6' ;;
 	usm-zmem-colocate) echo '#98df8a' ;;
+	usm-zmem-inline) echo '#006d2c' ;;
 	usm-file-fifo)   echo '#9ecae1' ;;
 	usm-file-clock)  echo '#ff7f0e' ;;
 	usm-file-s3fifo) echo '#d62728' ;;

@@ -15,8 +15,6 @@
  *   cc -shared -fPIC $(pkg-config --cflags usm) stride.c -o stride.so
  *   usm run -p ./stride.so -P stride -o 'set stride.max_pages 128' -- prog
  */
-#include <stdlib.h>
-
 #include <usm/usm.h>
 
 #define STRIDE_LIMIT 512          /* most pages one usm_resolve accepts */
@@ -50,7 +48,7 @@ static struct stride_proc *state_of(struct usm_process *p)
 	struct stride_proc *st = usm_process_priv(p);
 
 	if (!st) {
-		st = calloc(1, sizeof(*st));
+		st = usm_mem_calloc(1, sizeof(*st));
 		if (!st)
 			return NULL;
 		usm_list_init(&st->frames);
@@ -77,7 +75,7 @@ static int stride_process_exit(struct usm_process *p)
 	usm_list_for_each_safe(pos, tmp, &st->frames)
 		usm_list_del(pos);
 	usm_process_set_priv(p, NULL);
-	free(st);
+	usm_mem_free(st);
 	return USM_OK;
 }
 

@@ -400,6 +400,24 @@ int usm_register_swap_policy(const struct usm_swap_policy_ops *ops,
 /* The instance-wide OOM action from the config (`oom kernel|kill|wait`). */
 enum usm_oom_action usm_oom_default(struct usm_event *ev);
 
+/* ---- memory for a policy's own state -------------------------------- */
+
+/*
+ * malloc, calloc, realloc and free for a policy's own state.  In the
+ * daemon they are the C library's.  In the in-process host (`usm run
+ * --inline`) they come from the framework's own heap: memory never
+ * registered with userfaultfd, so never evicted, and safe to use in a
+ * callback, which there runs in the faulting thread's SIGBUS handler.  A
+ * plugin meant for the in-process host must use these (the built-in
+ * policies' malloc goes there already): the C library's malloc is not
+ * async-signal-safe, and its memory is the program's, which USM may swap
+ * out under the policy's feet.
+ */
+void *usm_mem_alloc(size_t n);
+void *usm_mem_calloc(size_t n, size_t size);
+void *usm_mem_realloc(void *p, size_t n);
+void  usm_mem_free(void *p);
+
 /* ---- logging ------------------------------------------------------- */
 
 enum usm_log_level { USM_LOG_ERROR, USM_LOG_WARN, USM_LOG_INFO, USM_LOG_DEBUG };

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_POLICIES 64
@@ -136,4 +137,26 @@ int usm_plugin_load(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* A policy's own memory (usm/usm.h).  In libusm-inline.so the calls below
+ * are linked to the framework's heap (core/heap.c, --wrap). */
+void *usm_mem_alloc(size_t n)
+{
+	return malloc(n);
+}
+
+void *usm_mem_calloc(size_t n, size_t size)
+{
+	return calloc(n, size);
+}
+
+void *usm_mem_realloc(void *p, size_t n)
+{
+	return realloc(p, n);
+}
+
+void usm_mem_free(void *p)
+{
+	free(p);
 }
