@@ -625,7 +625,7 @@ static enum usm_fault_result fault_on_mapped(struct usm_process *p, uint64_t va)
  */
 static bool holds_up_eviction(const struct usm_process *p, uint32_t tid)
 {
-	if (!tid || !p->chan || !p->ninflight)
+	if (!tid || !p->chan)
 		return false;
 	for (unsigned i = 0; i < USM_LAYOUT_TIDS; i++)
 		if (atomic_load_explicit(&p->chan->layout_tid[i], memory_order_relaxed) ==
