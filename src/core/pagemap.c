@@ -33,6 +33,9 @@ static struct node *node_alloc(void)
 		;
 	if (!free_nodes) {
 		char *chunk = raw_map(POOL_CHUNK, PROT_READ | PROT_WRITE);
+
+		if (chunk)
+			raw_advise_huge(chunk, POOL_CHUNK);
 		for (size_t off = 0; chunk && off < POOL_CHUNK; off += sizeof(struct node)) {
 			struct node *f = (struct node *)(chunk + off);
 			f->slot[0] = free_nodes;

@@ -43,6 +43,18 @@ static inline void *raw_map(unsigned long len, int prot)
 	return raw_is_error(r) ? NULL : (void *)r;
 }
 
+/*
+ * Transparent huge pages for framework metadata that grows on the fault
+ * path (frame descriptors, pagemap nodes): its first touch then costs one
+ * 2 MiB fault per 2 MiB instead of 512 small ones, as the kernel's own
+ * struct pages cost nothing at fault time.  Advice only: where the kernel
+ * says no (THP off, too small), the memory still works in 4 KiB pages.
+ */
+static inline void raw_advise_huge(void *p, unsigned long len)
+{
+	raw_syscall6(SYS_madvise, (long)p, (long)len, MADV_HUGEPAGE, 0, 0, 0);
+}
+
 static inline void raw_unmap(void *p, unsigned long len)
 {
 	raw_syscall6(SYS_munmap, (long)p, (long)len, 0, 0, 0, 0);

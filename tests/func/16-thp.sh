@@ -18,7 +18,7 @@ for host in "" --inline; do
 	assert_status 0 "$RC" "$what: usm_touch $MB 1" "$T/out" "$T/out.err"
 	assert_grep "$T/out" '^usm_touch: OK$' "$what: every page right"
 	main=$(cat "$T/main.pid")
-	huge_kb=$(sed -n 's/^usm_touch: AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
+	huge_kb=$(sed -n 's/^usm_touch: mapping AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
 	[ "${huge_kb:-0}" -ge $((MB * 1024 * 9 / 10)) ] || fail "$what: AnonHugePages $huge_kb kB < 90 % of $MB MiB"
 	ok "$what: the kernel reports $huge_kb kB of PMD-mapped anonymous memory"
 	json_check "$T/s.json" "proc($main, 'usm_touch')['huge_pages'] >= $MB // 2 * 9 // 10" \
@@ -36,14 +36,14 @@ for host in "" --inline; do
 	# Every window was faulted first: the kernel's 4 KiB fault path left a
 	# page table under it, which must be freed before the move (else the
 	# page is split), without the planned pages being dropped.
-	huge_kb=$(sed -n 's/^usm_touch: AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
+	huge_kb=$(sed -n 's/^usm_touch: mapping AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
 	[ "${huge_kb:-0}" -ge $((MB * 1024 * 9 / 10)) ] || fail "$what: ahead 0: AnonHugePages $huge_kb kB < 90 % of $MB MiB"
 	ok "$what: ahead 0: faulted windows are PMD-mapped too ($huge_kb kB)"
 	json_check "$T/s.json" "proc($main, 'usm_touch')['pages_freed'] * 4096 < 2 << 20" \
 		"$what: ahead 0: no planned window was dropped ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['pages_freed']") pages freed)"
 	USM_TOUCH_RANDOM=1 run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TOUCH" $MB 1
 	assert_grep "$T/out" '^usm_touch: OK$' "$what: random order: every page right"
-	huge_kb=$(sed -n 's/^usm_touch: AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
+	huge_kb=$(sed -n 's/^usm_touch: mapping AnonHugePages \([0-9]*\) kB$/\1/p' "$T/out")
 	[ "${huge_kb:-0}" -ge $((MB * 1024 * 9 / 10)) ] || fail "$what: random order: AnonHugePages $huge_kb kB < 90 % of $MB MiB"
 	ok "$what: random order: $huge_kb kB PMD-mapped"
 	run_limited 60 "$T/out" "$USM" run $host -P thp -- "$TORTURE" --size-mb 64 threads

@@ -9,8 +9,10 @@
  * into every STEP-th page, then checks every page: written pages hold the
  * pattern, the others read zero (whatever a policy mapped ahead must be
  * zero-filled; with "touched", only the written pages are read back, so
- * the check itself touches nothing new).  Prints the pages touched and the process's AnonHugePages,
- * so tests can compare USM's counters with what was really used.
+ * the check itself touches nothing new).  Prints the pages touched, and
+ * AnonHugePages for the process and for the mapping alone (the process's
+ * figure includes USM's own metadata), so tests can compare USM's counters
+ * with what was really used.
  * USM_TOUCH_HOLD_MS=N keeps the process alive N ms after the check (for
  * measurements USM samples, such as bloat); USM_TOUCH_RANDOM=1 writes the
  * pages in a random (fixed-seed) order instead of ascending.
@@ -39,6 +41,26 @@ static long anon_huge_kb(void)
 	while (f && fgets(line, sizeof(line), f))
 		if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
 			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* AnonHugePages of the mapping that holds addr, from /proc/self/smaps. */
+static long mapping_huge_kb(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	unsigned long lo, hi;
+	int inside = 0;
+	long kb = -1;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+		else if (inside && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	}
 	if (f)
 		fclose(f);
 	return kb;
@@ -125,6 +147,7 @@ int main(int argc, char **argv)
 	touched = write_pages(p, pages, step, getenv("USM_TOUCH_RANDOM") != NULL);
 	printf("usm_touch: touched %zu pages of %zu\n", touched, pages);
 	printf("usm_touch: AnonHugePages %ld kB\n", anon_huge_kb());
+	printf("usm_touch: mapping AnonHugePages %ld kB\n", mapping_huge_kb(p));
 	if (verify(p, pages, step, argc > 4 && !strcmp(argv[4], "touched")))
 		return 1;
 	printf("usm_touch: OK\n");
