@@ -32,35 +32,29 @@ static int record_window(struct usm_process *p, uint64_t vaddr, struct usm_page 
 			 unsigned n)
 {
 	uint64_t ps = usm_inst->cfg.page_size;
+	struct usm_policy *owner = usm_instance_policy_of(p);
 
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t va = vaddr + (uint64_t)i * ps;
-		struct usm_page *pg = pages[i];
-
-		if (!pg || pg->state != USM_PAGE_TAKEN || usm_pagemap_get(&p->pm, va)) {
+		if (!pages[i] || pages[i]->state != USM_PAGE_TAKEN) {
 			usm_log(USM_LOG_ERROR, "usm_resolve: page %u is %s", i,
-				!pg ? "NULL" : pg->state != USM_PAGE_TAKEN ?
-				"not a taken frame" : "already mapped");
+				!pages[i] ? "NULL" : "not a taken frame");
 			return USM_EINVAL;
 		}
 	}
-	for (unsigned i = 0; i < n; i++) {
-		struct usm_page *pg = pages[i];
-
-		if (usm_pagemap_set(&p->pm, vaddr + (uint64_t)i * ps, pg)) {
-			/* Undo: a half-recorded plan must not stay behind. */
-			while (i--)
-				usm_pagemap_take(&p->pm, vaddr + (uint64_t)i * ps);
-			return USM_ENOMEM;
-		}
+	if (usm_pagemap_count(&p->pm, vaddr, n)) {
+		usm_log(USM_LOG_ERROR, "usm_resolve: a page of the %u at 0x%llx is already mapped",
+			n, (unsigned long long)vaddr);
+		return USM_EINVAL;
 	}
+	if (usm_pagemap_set_run(&p->pm, vaddr, pages, n))
+		return USM_ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
 		struct usm_page *pg = pages[i];
 
 		pg->state = USM_PAGE_MAPPED;
 		pg->proc = p;
 		pg->vaddr = vaddr + (uint64_t)i * ps;
-		pg->owner = usm_instance_policy_of(p);
+		pg->owner = owner;
 		usm_evict_track(pg);
 	}
 	usm_count(&p->c.frames_in_use, n);
@@ -147,12 +141,7 @@ unsigned usm_fault_window(const struct usm_event *ev, unsigned want, uint64_t *s
 		if (end > ev->origin->vma_hi)
 			end = ev->origin->vma_hi;
 	}
-	lo = ev->vaddr;
-	hi = ev->vaddr + ps;
-	while (lo > base && !usm_pagemap_get(pm, lo - ps))
-		lo -= ps;
-	while (hi < end && !usm_pagemap_get(pm, hi))
-		hi += ps;
+	usm_pagemap_empty_run(pm, ev->vaddr, base, end, &lo, &hi);
 	*start = lo;
 	return (unsigned)((hi - lo) / ps);
 }
@@ -182,13 +171,13 @@ int usm_resolve_window(struct usm_event *ev, unsigned want, struct usm_list_head
 /* The next run of missing pages in [va, end) of p: its start, or end. */
 static uint64_t next_gap(const struct usm_process *p, uint64_t va, uint64_t end, uint64_t *run_end)
 {
-	uint64_t ps = usm_inst->cfg.page_size;
+	uint64_t ps = usm_inst->cfg.page_size, start;
 
 	while (va < end && usm_pagemap_get(&p->pm, va))
 		va += ps;
 	*run_end = va;
-	while (*run_end < end && !usm_pagemap_get(&p->pm, *run_end))
-		*run_end += ps;
+	if (va < end)
+		usm_pagemap_empty_run(&p->pm, va, va, end, &start, run_end);
 	return va;
 }
 
@@ -233,14 +222,10 @@ int usm_resolve_fill(struct usm_event *ev, unsigned want, struct usm_list_head *
 unsigned usm_window_mapped(const struct usm_event *ev, unsigned want)
 {
 	uint64_t ps = usm_inst->cfg.page_size;
-	uint64_t base, n = 0;
 
 	if (want < 1 || want > USM_MAX_BATCH || (want & (want - 1)))
 		want = want > USM_MAX_BATCH ? USM_MAX_BATCH : 1;
-	base = ev->vaddr & ~((uint64_t)want * ps - 1);
-	for (unsigned i = 0; i < want; i++)
-		n += usm_pagemap_get(&ev->origin->pm, base + i * ps) != NULL;
-	return (unsigned)n;
+	return usm_pagemap_count(&ev->origin->pm, ev->vaddr & ~((uint64_t)want * ps - 1), want);
 }
 
 /* ---- mapping a plan (no lock) -------------------------------------- */

@@ -178,12 +178,33 @@ struct usm_page *usm_frame_take(struct usm_event *ev)
 	return pg;
 }
 
+/* Like n calls of usm_frame_take, with the watermark and the reserve
+ * looked at once: a 2 MiB window is 512 frames. */
 int usm_frames_take(struct usm_event *ev, struct usm_page **out, unsigned n)
 {
+	struct usm_instance *inst = usm_inst;
+	struct usm_process *proc = ev ? ev->origin : NULL;
+	uint64_t used;
+
 	if (usm_frames_free() < n)
 		return USM_ENOMEM;
-	for (unsigned i = 0; i < n; i++)
-		out[i] = usm_frame_take(ev);
+	for (unsigned i = 0; i < n; i++) {
+		out[i] = pop_frame(inst);
+		if (!out[i]) {              /* no descriptor left: undo */
+			while (i--)
+				usm_frame_put(out[i]);
+			return USM_ENOMEM;
+		}
+		out[i]->proc = proc;
+	}
+	used = frames_used(inst);
+	if (used > inst->cap) {             /* the last ones from the reserve */
+		uint64_t from_reserve = used - inst->cap < n ? used - inst->cap : n;
+		usm_count(&inst->c.reserve_frames, from_reserve);
+		if (proc)
+			usm_count(&proc->c.reserve_frames, from_reserve);
+	}
+	check_watermark(inst);
 	return USM_OK;
 }
 

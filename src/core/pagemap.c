@@ -90,6 +90,132 @@ struct usm_page *usm_pagemap_get(const struct usm_pagemap *pm, uint64_t vaddr)
 	return n ? n->slot[index_at(vaddr, LEVELS - 1)] : NULL;
 }
 
+/* The leaf node holding vaddr's entry, or NULL if there is none. */
+static struct node *find_leaf(const struct usm_pagemap *pm, uint64_t vaddr)
+{
+	struct node *n = pm->root;
+
+	for (int level = 0; n && level < LEVELS - 1; level++)
+		n = n->slot[index_at(vaddr, level)];
+	return n;
+}
+
+/* The leaf node holding vaddr's entry, made with the nodes above it if
+ * missing; NULL if memory for a node could not be had. */
+static struct node *make_leaf(struct usm_pagemap *pm, uint64_t vaddr)
+{
+	void **slot = &pm->root;
+
+	for (int level = 0; level < LEVELS - 1; level++) {
+		if (!*slot) {
+			*slot = node_alloc();
+			if (!*slot)
+				return NULL;
+			pm->nodes++;
+		}
+		slot = &((struct node *)*slot)->slot[index_at(vaddr, level)];
+	}
+	if (!*slot) {
+		*slot = node_alloc();
+		if (!*slot)
+			return NULL;
+		pm->nodes++;
+	}
+	return *slot;
+}
+
+/* Pages from vaddr to the end of its leaf node's 2 MiB, at most n. */
+static unsigned leaf_run(uint64_t vaddr, uint64_t n)
+{
+	uint64_t left = FANOUT - index_at(vaddr, LEVELS - 1);
+
+	return (unsigned)(n < left ? n : left);
+}
+
+unsigned usm_pagemap_count(const struct usm_pagemap *pm, uint64_t vaddr, unsigned n)
+{
+	unsigned present = 0;
+
+	vaddr &= ~((1ull << PAGE_SHIFT) - 1);
+	while (n) {
+		unsigned run = leaf_run(vaddr, n), first = index_at(vaddr, LEVELS - 1);
+		const struct node *leaf = find_leaf(pm, vaddr);
+
+		for (unsigned i = 0; leaf && i < run; i++)
+			present += leaf->slot[first + i] != NULL;
+		vaddr += (uint64_t)run << PAGE_SHIFT;
+		n -= run;
+	}
+	return present;
+}
+
+int usm_pagemap_set_run(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *const *pages,
+			unsigned n)
+{
+	uint64_t va;
+	unsigned left, run;
+
+	vaddr &= ~((1ull << PAGE_SHIFT) - 1);
+	/* Every node first, so that running out of memory changes no entry. */
+	for (va = vaddr, left = n; left; va += (uint64_t)run << PAGE_SHIFT, left -= run) {
+		run = leaf_run(va, left);
+		if (!make_leaf(pm, va))
+			return -1;
+	}
+	for (va = vaddr, left = n; left; va += (uint64_t)run << PAGE_SHIFT, left -= run) {
+		struct node *leaf = find_leaf(pm, va);
+		unsigned first = index_at(va, LEVELS - 1);
+
+		run = leaf_run(va, left);
+		for (unsigned i = 0; i < run; i++, pages++) {
+			pm->count += !leaf->slot[first + i] - !*pages;
+			leaf->slot[first + i] = *pages;
+		}
+	}
+	return 0;
+}
+
+/* Step from vaddr by one page in direction dir (+1/-1) while entries are
+ * missing and the next page is inside [lo, hi); returns the last missing
+ * page reached (vaddr itself at least). */
+static uint64_t empty_edge(const struct usm_pagemap *pm, uint64_t vaddr, uint64_t lo,
+			   uint64_t hi, int dir)
+{
+	const uint64_t pg = 1ull << PAGE_SHIFT;
+	uint64_t va = vaddr;
+
+	for (;;) {
+		uint64_t next = dir > 0 ? va + pg : va - pg;
+		const struct node *leaf;
+
+		if (dir > 0 ? next >= hi : va <= lo)
+			return va;
+		leaf = find_leaf(pm, next);
+		if (!leaf) {
+			/* A whole missing 2 MiB: jump to its far end. */
+			uint64_t span = slot_span(LEVELS - 2);
+			uint64_t far = dir > 0 ? (next | (span - 1)) - (pg - 1) : next & ~(span - 1);
+			if (dir > 0 && far >= hi)
+				far = hi - pg;
+			if (dir < 0 && far < lo)
+				far = lo;
+			va = far;
+			continue;
+		}
+		if (leaf->slot[index_at(next, LEVELS - 1)])
+			return va;
+		va = next;
+	}
+}
+
+void usm_pagemap_empty_run(const struct usm_pagemap *pm, uint64_t vaddr, uint64_t lo,
+			   uint64_t hi, uint64_t *start, uint64_t *end)
+{
+	vaddr &= ~((1ull << PAGE_SHIFT) - 1);
+	*start = empty_edge(pm, vaddr, lo, hi, -1);
+	*end = empty_edge(pm, vaddr, lo, hi, +1) + (1ull << PAGE_SHIFT);
+}
+
 int usm_pagemap_set(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *pg)
 {
 	void **slot = &pm->root;

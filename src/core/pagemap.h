@@ -41,6 +41,21 @@ void usm_pagemap_init(struct usm_pagemap *pm);
 struct usm_page *usm_pagemap_get(const struct usm_pagemap *pm, uint64_t vaddr);
 /* Returns 0, or -1 if memory for a node could not be had. */
 int usm_pagemap_set(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *pg);
+/* Entries present among the n pages from vaddr. */
+unsigned usm_pagemap_count(const struct usm_pagemap *pm, uint64_t vaddr, unsigned n);
+/*
+ * Set the n entries from vaddr to pages[0], pages[1], ... (one walk per
+ * 2 MiB instead of one per page).  Returns 0, or -1, with no entry
+ * changed, if memory for a node could not be had.
+ */
+int usm_pagemap_set_run(struct usm_pagemap *pm, uint64_t vaddr, struct usm_page *const *pages,
+			unsigned n);
+/*
+ * The run of missing entries around vaddr (whose own entry is missing),
+ * within [lo, hi): *start is its first page, *end the end of its last.
+ */
+void usm_pagemap_empty_run(const struct usm_pagemap *pm, uint64_t vaddr, uint64_t lo,
+			   uint64_t hi, uint64_t *start, uint64_t *end);
 /* Remove and return the entry at vaddr (NULL if none). */
 struct usm_page *usm_pagemap_take(struct usm_pagemap *pm, uint64_t vaddr);
 /*

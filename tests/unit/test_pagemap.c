@@ -472,6 +472,106 @@ static void test_random_vs_model(void **state)
 	free(m.pg);
 }
 
+/* ---- range operations against page-by-page answers ---------------- */
+
+#define AREA_PAGES 4096                /* 16 MiB: eight leaves */
+#define AREA_BASE  (G1 - 3 * M2)       /* crosses a 1 GiB node boundary too */
+
+static unsigned count_slow(const struct usm_pagemap *pm, uint64_t va, unsigned n)
+{
+	unsigned c = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		c += usm_pagemap_get(pm, va + i * PG) != NULL;
+	return c;
+}
+
+/* An area with dense, sparse and missing 2 MiB leaves. */
+static void fill_area(struct usm_pagemap *pm)
+{
+	for (unsigned i = 0; i < AREA_PAGES; i++) {
+		unsigned leaf = i / 512;
+		bool on = leaf == 1 || leaf == 6 ? false :          /* no leaf at all */
+			  leaf == 3 ? rnd() % 50 == 0 :              /* sparse */
+			  rnd() % 3 != 0;
+		if (on)
+			assert_int_equal(usm_pagemap_set(pm, AREA_BASE + i * PG, P(i + 1)), 0);
+	}
+}
+
+static void test_count_and_empty_run(void **state)
+{
+	struct usm_pagemap pm;
+
+	usm_pagemap_init(&pm);
+	fill_area(&pm);
+	for (int t = 0; t < 3000; t++) {
+		unsigned first = (unsigned)(rnd() % AREA_PAGES);
+		unsigned n = (unsigned)(rnd() % (AREA_PAGES - first)) + 1;
+		uint64_t va = AREA_BASE + first * PG, lo, hi, start, end, want_lo, want_hi;
+
+		assert_int_equal(usm_pagemap_count(&pm, va, n), count_slow(&pm, va, n));
+		if (usm_pagemap_get(&pm, va))
+			continue;
+		lo = AREA_BASE + (rnd() % (first + 1)) * PG;
+		hi = va + PG + (rnd() % (AREA_PAGES - first)) * PG;
+		for (want_lo = va; want_lo > lo && !usm_pagemap_get(&pm, want_lo - PG); want_lo -= PG)
+			;
+		for (want_hi = va + PG; want_hi < hi && !usm_pagemap_get(&pm, want_hi); want_hi += PG)
+			;
+		usm_pagemap_empty_run(&pm, va, lo, hi, &start, &end);
+		assert_int_equal(start, want_lo);
+		assert_int_equal(end, want_hi);
+	}
+	/* the bottom and the top of the address space */
+	uint64_t start, end;
+	usm_pagemap_empty_run(&pm, 0, 0, 4 * PG, &start, &end);
+	assert_int_equal(start, 0);
+	assert_int_equal(end, 4 * PG);
+	usm_pagemap_empty_run(&pm, TOP - PG, TOP - M2, TOP, &start, &end);
+	assert_int_equal(start, TOP - M2);
+	assert_int_equal(end, TOP);
+	assert_int_equal(usm_pagemap_count(&pm, TOP - 8 * PG, 8), 0);
+	usm_pagemap_destroy(&pm);
+}
+
+static void test_set_run(void **state)
+{
+	struct usm_pagemap pm;
+	static struct usm_page *pages[1024];
+
+	usm_pagemap_init(&pm);
+	fill_area(&pm);
+	for (int t = 0; t < 500; t++) {
+		unsigned first = (unsigned)(rnd() % (AREA_PAGES - 1024));
+		unsigned n = (unsigned)(rnd() % 1024) + 1;
+		uint64_t va = AREA_BASE + first * PG;
+		uint64_t before = pm.count, had = usm_pagemap_count(&pm, va, n);
+
+		for (unsigned i = 0; i < n; i++)
+			pages[i] = rnd() % 4 ? P(100000 + (uint64_t)t * 1024 + i) : NULL;
+		assert_int_equal(usm_pagemap_set_run(&pm, va, pages, n), 0);
+		unsigned now = 0;
+		for (unsigned i = 0; i < n; i++) {
+			assert_ptr_equal(usm_pagemap_get(&pm, va + i * PG), pages[i]);
+			now += pages[i] != NULL;
+		}
+		assert_int_equal(pm.count, before - had + now);
+		assert_int_equal(usm_pagemap_count(&pm, va, n), now);
+	}
+	/* untouched neighbours of a run stay as they were */
+	assert_int_equal(usm_pagemap_set(&pm, G512 - PG, P(7)), 0);
+	assert_int_equal(usm_pagemap_set(&pm, G512 + 600 * PG, P(8)), 0);
+	for (unsigned i = 0; i < 600; i++)
+		pages[i] = P(9 + i);
+	assert_int_equal(usm_pagemap_set_run(&pm, G512, pages, 600), 0);
+	assert_ptr_equal(usm_pagemap_get(&pm, G512 - PG), P(7));
+	assert_ptr_equal(usm_pagemap_get(&pm, G512 + 599 * PG), P(9 + 599));
+	assert_ptr_equal(usm_pagemap_get(&pm, G512 + 600 * PG), P(8));
+	assert_int_equal(usm_pagemap_count(&pm, G512 - PG, 602), 602);
+	usm_pagemap_destroy(&pm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -482,6 +582,8 @@ int main(void)
 		cmocka_unit_test(test_walk_remove),
 		cmocka_unit_test(test_destroy_frees),
 		cmocka_unit_test(test_random_vs_model),
+		cmocka_unit_test(test_count_and_empty_run),
+		cmocka_unit_test(test_set_run),
 	};
 
 	return cmocka_run_group_tests_name("pagemap", tests, NULL, NULL);
