@@ -50,8 +50,10 @@
  *   result pattern=<p> size_mb=<n> threads=<t> stride=<k> madvise=<a>
  *          rep=<i> pages=<measured pages> aux_pages=<pages of the
  *          permutation array> ns_per_page=<x> minflt=<n> majflt=<n>
- * (minflt/majflt: getrusage(RUSAGE_SELF) deltas over the timed loop, all
- * threads).  Errors go to stderr and the exit status is 1 (2: bad usage).
+ *          cpu_ns_per_page=<y>
+ * (minflt/majflt/cpu: getrusage(RUSAGE_SELF) deltas over the timed loop, all
+ * threads of the process, an in-process USM host's own threads included;
+ * cpu is user plus system time per measured page).  Errors go to stderr and the exit status is 1 (2: bad usage).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -369,14 +371,23 @@ static uint64_t run_threads(char *base, const uint32_t *perm, size_t pages, unsi
 
 /* ------------------------------------------------------------- main */
 
-static void rusage_now(long *minflt, long *majflt)
+struct usage {
+	long minflt, majflt;
+	uint64_t cpu_ns;        /* user + system time of all threads */
+};
+
+static struct usage usage_now(void)
 {
 	struct rusage ru;
 
 	if (getrusage(RUSAGE_SELF, &ru) != 0)
 		die("getrusage");
-	*minflt = ru.ru_minflt;
-	*majflt = ru.ru_majflt;
+	return (struct usage){
+		.minflt = ru.ru_minflt,
+		.majflt = ru.ru_majflt,
+		.cpu_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+			  (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull,
+	};
 }
 
 int main(int argc, char **argv)
@@ -498,14 +509,14 @@ int main(int argc, char **argv)
 		if (adv == A_HUGE && madvise(p, len, MADV_HUGEPAGE) != 0)
 			die("madvise(MADV_HUGEPAGE)");
 
-		long mn0, mj0, mn1, mj1;
+		struct usage u0, u1;
 		uint64_t ns;
 		if (pat == P_MT || pat == P_MT_RAND) {
-			rusage_now(&mn0, &mj0);
+			u0 = usage_now();
 			ns = run_threads(p, perm, pages, threads);
-			rusage_now(&mn1, &mj1);
+			u1 = usage_now();
 		} else {
-			rusage_now(&mn0, &mj0);
+			u0 = usage_now();
 			uint64_t t0 = now_ns();
 			if (pat == P_SEQ)
 				touch_seq(p, 0, pages);
@@ -514,16 +525,18 @@ int main(int argc, char **argv)
 			else
 				touch_stride(p, pages, stride);
 			uint64_t t1 = now_ns();
-			rusage_now(&mn1, &mj1);
+			u1 = usage_now();
 			ns = t1 - t0;
 		}
 		verify(p, pages);
 		unmap(p, len);
 
 		printf("result pattern=%s size_mb=%lu threads=%u stride=%lu madvise=%s rep=%lu "
-		       "pages=%zu aux_pages=%zu ns_per_page=%.1f minflt=%ld majflt=%ld\n",
+		       "pages=%zu aux_pages=%zu ns_per_page=%.1f minflt=%ld majflt=%ld "
+		       "cpu_ns_per_page=%.1f\n",
 		       pat_name, size_mb, threads, stride, adv_names[adv], r, pages,
-		       perm_len / PAGE_SZ, (double)ns / (double)pages, mn1 - mn0, mj1 - mj0);
+		       perm_len / PAGE_SZ, (double)ns / (double)pages, u1.minflt - u0.minflt,
+		       u1.majflt - u0.majflt, (double)(u1.cpu_ns - u0.cpu_ns) / (double)pages);
 		if (fflush(stdout) != 0)
 			die("fflush(stdout)");
 	}
