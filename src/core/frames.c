@@ -66,8 +66,43 @@ int usm_frames_init(struct usm_instance *inst)
 		return -ENOMEM;
 	inst->nfree = 0;
 	inst->next_fresh = 0;
+	inst->desc_ready = 0;
 	inst->cap = inst->nframes;
 	return 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Fault in bytes [from, to) of an array (its mapping ends past to). */
+static void populate(void *array, uint64_t from, uint64_t to)
+{
+	uintptr_t lo = ((uintptr_t)array + from) & ~4095ul;
+	uintptr_t hi = ((uintptr_t)array + to + 4095) & ~4095ul;
+
+	raw_syscall6(SYS_madvise, (long)lo, (long)(hi - lo), MADV_POPULATE_WRITE, 0, 0, 0);
+}
+
+/*
+ * A descriptor's first touch is a page fault, a 2 MiB clear on the huge
+ * pages the arrays are advised for, and it comes in pop_frame, under the
+ * policy lock, where every other faulting thread waits for it.  The
+ * in-process host, whose budget grows lease by lease, touches the
+ * descriptors of a new lease here instead, while it holds no lock.
+ * Advice only: on failure the fault path touches them as before.
+ */
+void usm_frames_prefault(struct usm_instance *inst, uint64_t upto)
+{
+	uint64_t from = inst->desc_ready;
+
+	if (upto > inst->ndesc)
+		upto = inst->ndesc;
+	if (upto <= from)
+		return;
+	populate(inst->frames, from * sizeof(struct usm_page), upto * sizeof(struct usm_page));
+	populate(inst->free_stack, from * sizeof(uint64_t), upto * sizeof(uint64_t));
+	inst->desc_ready = upto;
 }
 
 void usm_frames_fini(struct usm_instance *inst)

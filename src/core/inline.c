@@ -107,10 +107,12 @@ static uint64_t lease_room(void)
 }
 
 /* Change how many frames this host may hold, through the instance;
- * returns the change. */
+ * returns the change.  One caller at a time (lease_lock, or a single
+ * thread at start and in a fork child). */
 static int64_t lease(int64_t delta)
 {
 	int64_t granted = 0;
+	uint64_t cap;
 	uint64_t room = delta > 0 ? lease_room() : 0;
 	bool recalling = false;
 
@@ -126,7 +128,10 @@ static int64_t lease(int64_t delta)
 		atomic_store(&recalling_at, usm_now_ns());
 	pthread_mutex_lock(&usm_inst->lock);
 	usm_inst->cap = (uint64_t)((int64_t)usm_inst->cap + granted);
+	cap = usm_inst->cap;
 	pthread_mutex_unlock(&usm_inst->lock);
+	if (granted > 0)
+		usm_frames_prefault(usm_inst, cap);
 	return granted;
 }
 

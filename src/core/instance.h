@@ -183,6 +183,8 @@ struct usm_instance {
 					   * usm_frames_reserve (0: none) */
 	uint64_t ndesc;                   /* descriptors: nframes + reserve */
 	uint64_t *free_stack;
+	uint64_t desc_ready;              /* descriptors touched ahead of need
+					   * (usm_frames_prefault) */
 
 	struct usm_policy *default_policy;
 	struct usm_counters c;            /* totals, incl. exited processes */
@@ -260,6 +262,9 @@ void usm_frames_fini(struct usm_instance *inst);
 void usm_frame_release(struct usm_page *pg);
 uint64_t usm_frames_lend(uint64_t want);
 void usm_frames_unlend(uint64_t n);
+/* Fault in the descriptors of frames [0, upto) now, off the policy lock
+ * (one caller at a time). */
+void usm_frames_prefault(struct usm_instance *inst, uint64_t upto);
 
 /* process.c */
 struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_msg_hello *h,

@@ -3,7 +3,8 @@
  * Unit tests for the frame budget (core/frames.c): the budget holds
  * exactly, and the reserve beyond it (usm_frames_reserve) opens only for
  * the thread that asked, only in a host that has one, is counted, and is
- * evicted back (no frame is free while the excess is held).
+ * evicted back (no frame is free while the excess is held); descriptors
+ * are faulted in ahead of need exactly as far as asked (usm_frames_prefault).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/instance.h"
 
@@ -132,6 +135,49 @@ static void test_no_reserve_in_process(void **state)
 	assert_int_equal(usm_read(&inst.c.reserve_frames), 0);
 }
 
+/* Is the page holding byte off of array resident? */
+static bool resident(const void *array, size_t off)
+{
+	uintptr_t page = ((uintptr_t)array + off) & ~4095ul;
+	unsigned char vec;
+
+	assert_int_equal(mincore((void *)page, 4096, &vec), 0);
+	return vec & 1;
+}
+
+static void test_prefault_touches_what_was_asked(void **state)
+{
+	const size_t d = sizeof(struct usm_page);
+	struct usm_event ev = { .origin = &proc };
+	uint64_t upto = 4096 * 2 / d + 1;     /* into the third page */
+	struct usm_page *pg;
+
+	(void)state;
+	assert_true(inst.ndesc * d > 5 * 4096);
+	assert_false(resident(inst.frames, 0));
+	usm_frames_prefault(&inst, upto);
+	assert_int_equal(inst.desc_ready, upto);
+	for (int page = 0; page < 3; page++)
+		assert_true(resident(inst.frames, page * 4096ul));
+	assert_false(resident(inst.frames, 4 * 4096ul));
+	assert_true(resident(inst.free_stack, 0));
+
+	/* Taking frames afterwards finds the descriptors as usual. */
+	pg = usm_frame_take(&ev);
+	assert_non_null(pg);
+	assert_int_equal(pg->frame, 0);
+	assert_ptr_equal(pg->proc, &proc);
+
+	/* Asking for less changes nothing; more stops at the last descriptor. */
+	usm_frames_prefault(&inst, 1);
+	assert_int_equal(inst.desc_ready, upto);
+	assert_int_equal(pg->frame, 0);
+	usm_frames_prefault(&inst, inst.ndesc * 10);
+	assert_int_equal(inst.desc_ready, inst.ndesc);
+	assert_true(resident(inst.frames, (inst.ndesc - 1) * d));
+	usm_frame_put(pg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -139,6 +185,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reserve_opens_for_caller, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve_is_per_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_reserve_in_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefault_touches_what_was_asked, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
