@@ -33,11 +33,11 @@ static struct usm_thp_pool *pool;
 static int pool_fd = -1;
 static void *zeros;                /* 2 MiB read-only zeros, for fallbacks */
 
-/* Fill every empty slot with zeroed memory, as huge pages where the
- * kernel can (MADV_HUGEPAGE on the staging mapping).  Both refill
- * threads and the in-process resolver fill slots: an empty slot is
- * claimed (EMPTY -> TAKEN) before it is filled. */
-static void refill(void)
+/* Fill one empty slot with zeroed memory, as a huge page where the
+ * kernel can (MADV_HUGEPAGE on the staging mapping); false if none was
+ * empty.  Both refill threads and the in-process resolver fill slots: an
+ * empty slot is claimed (EMPTY -> TAKEN) before it is filled. */
+static bool refill_one(void)
 {
 	for (uint32_t i = 0; i < pool->nslots; i++) {
 		uint32_t empty = USM_SLOT_EMPTY;
@@ -48,10 +48,17 @@ static void refill(void)
 		if (raw_is_error(raw_syscall6(SYS_madvise, addr, (long)USM_POOL_SLOT_SIZE,
 					      MADV_POPULATE_WRITE, 0, 0, 0))) {
 			atomic_store(&pool->state[i], USM_SLOT_EMPTY);
-			continue;
+			return false;
 		}
 		atomic_store(&pool->state[i], USM_SLOT_READY);
+		return true;
 	}
+	return false;
+}
+
+static bool requests_waiting(void)
+{
+	return atomic_load(&pool->req_tail) != atomic_load(&pool->req_head);
 }
 
 static int take_ready(void)
@@ -62,7 +69,7 @@ static int take_ready(void)
 			if (atomic_compare_exchange_strong(&pool->state[i], &ready, USM_SLOT_TAKEN))
 				return (int)i;
 		}
-		refill();               /* none ready: make one now */
+		refill_one();           /* none ready: make one now */
 	}
 	return -1;
 }
@@ -161,8 +168,13 @@ static void serve_requests(void)
 	}
 }
 
-/* The first thread serves the daemon's requests and refills; the others
- * only refill, so that zeroing huge pages uses more than one CPU. */
+/*
+ * The first thread serves the daemon's requests and refills; the others
+ * only refill, so that zeroing huge pages uses more than one CPU.  A
+ * refill is one 2 MiB clear at a time: the serving thread looks for
+ * requests between two, so that a faulting thread never waits behind a
+ * whole round of refills (four clears) for its own move.
+ */
 static void *refiller(void *arg)
 {
 	bool serves = arg != NULL;
@@ -172,7 +184,10 @@ static void *refiller(void *arg)
 
 		if (serves)
 			serve_requests();
-		refill();
+		if (serves && requests_waiting())
+			continue;
+		if (refill_one())
+			continue;
 		syscall(SYS_futex, &pool->kick, FUTEX_WAIT, seen, NULL, NULL, 0);
 	}
 	return NULL;
