@@ -286,7 +286,9 @@ WARN=()
 	for v in "${VARIANTS[@]}"; do echo "# $v: $(variant_cmd_doc "$v")"; done
 	echo "# result lines: variant pattern rep ns_per_page, faults and pages_mapped"
 	echo "#   (usm run --stats-json, the memflt process; kernel: minflt of the timed loop),"
-	echo "#   touched = measured pages + pages of memflt's permutation array"
+	echo "#   touched = measured pages + pages of memflt's permutation array,"
+	echo "#   cpu_ns_per_page = user + system time of the memflt process over the timed"
+	echo "#   loop (an in-process host's threads included, a daemon's not) per page"
 } >"$RAW"
 
 # ------------------------------------------------------------ probing
@@ -369,6 +371,7 @@ for ((rep = 0; rep < REPS; rep++)); do
 				echo "# FAILED variant=$v pattern=$p rep=$rep ($why): $(show_cmd "${CMD[@]}"): $last" >>"$RAW"
 				continue
 			fi
+			cpu=$(sed -n 's/.* cpu_ns_per_page=\([0-9.]*\).*/\1/p' <<<"$line")
 			pages=$(sed -n 's/.* pages=\([0-9]*\).*/\1/p' <<<"$line")
 			aux=$(sed -n 's/.* aux_pages=\([0-9]*\).*/\1/p' <<<"$line")
 			touched=$((pages + aux))
@@ -388,7 +391,7 @@ for ((rep = 0; rep < REPS; rep++)); do
 			fi
 			printf '  [%d/%d] %-20s %-8s %9.1f ns/page  faults %-8s mapped %s\n' \
 				"$i" "$NRUNS" "$v" "$p" "$ns" "$faults" "$mapped"
-			echo "result variant=$v pattern=$p rep=$rep ns_per_page=$ns faults=$faults pages_mapped=$mapped touched=$touched load1=$(cut -d' ' -f1 /proc/loadavg)$extra" >>"$RAW"
+			echo "result variant=$v pattern=$p rep=$rep ns_per_page=$ns cpu_ns_per_page=${cpu:--} faults=$faults pages_mapped=$mapped touched=$touched load1=$(cut -d' ' -f1 /proc/loadavg)$extra" >>"$RAW"
 			echo "$v $p $ns $faults $mapped $touched" >>"$RES"
 		done
 	done
