@@ -18,10 +18,12 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -109,6 +111,69 @@ static void free_page_table(uint64_t dst)
 	}
 }
 
+/*
+ * -EAGAIN: an event is queued for the daemon (the REMOVE of another
+ * window's page table, a munmap of the program), and the kernel refuses
+ * moves and copies until the daemon has read it.  That takes
+ * microseconds, so retry, yielding, for up to BUSY_NS: giving up leaves
+ * a window the daemon counts as mapped to be faulted in page by page.
+ */
+#define BUSY_NS 20000000ll
+
+static bool retry_busy(int rc, struct timespec *since)
+{
+	struct timespec now;
+
+	if (rc != -EAGAIN)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!since->tv_sec && !since->tv_nsec)
+		*since = now;
+	else if ((now.tv_sec - since->tv_sec) * 1000000000ll + (now.tv_nsec - since->tv_nsec) >
+		 BUSY_NS)
+		return false;
+	sched_yield();
+	return true;
+}
+
+/* Move slot's huge page to dst; returns the bytes moved. */
+static uint64_t move_slot(int slot, uint64_t dst, bool hold)
+{
+	uint64_t src = pool->base + slot * USM_POOL_SLOT_SIZE, moved = 0;
+	struct timespec since = { 0, 0 };
+
+	while (moved < USM_POOL_SLOT_SIZE) {
+		uint64_t n = 0;
+		int rc = usm_uffd_move_mode(agent.uffd, dst + moved, src + moved,
+					    USM_POOL_SLOT_SIZE - moved, hold, &n);
+
+		moved += n;
+		if (!rc || !retry_busy(rc, &since))
+			break;
+	}
+	return moved;
+}
+
+/* Zeroed 4 KiB pages over [va, end); pages populated meanwhile stay. */
+static void fill_small(uint64_t va, uint64_t end)
+{
+	struct timespec since = { 0, 0 };
+
+	while (va < end) {
+		uint64_t n = 0;
+		int rc = usm_uffd_copy_mode(agent.uffd, va, zeros, end - va,
+					    UFFDIO_COPY_MODE_DONTWAKE, &n);
+
+		va += n;
+		if (!rc)
+			return;
+		if (rc == -EEXIST)
+			va += 4096;
+		else if (!retry_busy(rc, &since))
+			return;
+	}
+}
+
 /* Fill one 2 MiB window the daemon asked for.  Unless held, the kernel
  * wakes the faulting thread when the page lands. */
 static void fill(uint64_t dst, bool hold, bool faulted)
@@ -119,11 +184,9 @@ static void fill(uint64_t dst, bool hold, bool faulted)
 	if (slot >= 0) {
 		if (faulted)
 			free_page_table(dst);
-		int rc = usm_uffd_move_mode(agent.uffd, dst,
-					    pool->base + slot * USM_POOL_SLOT_SIZE,
-					    USM_POOL_SLOT_SIZE, hold, &done);
+		done = move_slot(slot, dst, hold);
 		usm_pool_release_slot(pool, slot, done);
-		if (!rc && done == USM_POOL_SLOT_SIZE) {
+		if (done == USM_POOL_SLOT_SIZE) {
 			atomic_fetch_add(&pool->moved, 1);
 			return;
 		}
@@ -131,8 +194,7 @@ static void fill(uint64_t dst, bool hold, bool faulted)
 	/* The rest as zeroed 4 KiB pages: the window must be mapped, its
 	 * frames are already counted. */
 	atomic_fetch_add(&pool->fallback, 1);
-	usm_uffd_copy_mode(agent.uffd, dst + done, zeros, USM_POOL_SLOT_SIZE - done,
-			   UFFDIO_COPY_MODE_DONTWAKE, &done);
+	fill_small(dst + done, dst + USM_POOL_SLOT_SIZE);
 	if (!hold)
 		usm_uffd_wake(agent.uffd, dst, USM_POOL_SLOT_SIZE);
 }

@@ -3,10 +3,13 @@
 # as the kernel reports it), counted in the stats, zero-filled, correct
 # next to 4 KiB windows at the mapping's ends, and through fork; a
 # sequential stream mapped ahead (one fault for several 2 MiB windows),
-# and not with ahead=0; threads that fault into windows mapped ahead.
+# and not with ahead=0; two streaming threads; threads that fault into
+# windows mapped ahead.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 need_prog "$TOUCH"
+MEMFLT=$BUILD/bench/memflt
+need_prog "$MEMFLT"
 [ "$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)" != "${THP_NEVER:-always madvise [never]}" ] ||
 	skip "transparent huge pages are disabled on this machine"
 
@@ -27,6 +30,15 @@ for host in "" --inline; do
 	# (the program's own startup faults come on top).
 	json_check "$T/s.json" "proc($main, 'usm_touch')['faults'] <= $MB // 2 // 4 + 30" \
 		"$what: the stream is mapped ahead ($(json_eval "$T/s.json" "proc($main, 'usm_touch')['faults']") faults)"
+	# Two threads streaming at once: one's page-table REMOVE holds up the
+	# other's moves (EAGAIN) for a moment, which must not leave windows
+	# to be faulted in page by page (4608 faults for one stream of 9).
+	run_limited 120 "$T/out" "$USM" run $host -P thp --stats-json "$T/s.json" -- \
+		"${PIDWRAP[@]}" "$T/main.pid" "$MEMFLT" mt --size-mb $MB --reps 4
+	assert_status 0 "$RC" "$what: memflt mt, 4 x $MB MiB (every page verified)" "$T/out" "$T/out.err"
+	main=$(cat "$T/main.pid")
+	json_check "$T/s.json" "proc($main, 'memflt')['faults'] <= 4 * ($MB // 2 // 4) + 60" \
+		"$what: two streams mapped ahead, no page-by-page windows ($(json_eval "$T/s.json" "proc($main, 'memflt')['faults']") faults)"
 	run_limited 60 "$T/out" "$USM" run $host -P thp -o 'set thp.ahead 0' --stats-json "$T/s.json" -- \
 		"${PIDWRAP[@]}" "$T/main.pid" "$TOUCH" $MB 1
 	assert_grep "$T/out" '^usm_touch: OK$' "$what: ahead 0: every page right"
