@@ -6,7 +6,7 @@
 # Usage: bench/memflt.sh [--reps R] [--size-mb N] [--warmup-mb M] [--warmup-madvise A]
 #                        [--variants v1,v2,...] [--patterns p1,p2,...]
 #                        [--stride K] [--threads T] [--usm-opt LINE]...
-#                        [--timeout S] [--doc] [--list]
+#                        [--timeout S] [--keep-page-reporting] [--doc] [--list]
 #
 #   --reps R          repetitions of every variant x pattern (default 5; at
 #                     least 5 for medians worth reporting), interleaved:
@@ -25,6 +25,10 @@
 #   --usm-opt LINE    extra config line for every USM variant (repeatable),
 #                     e.g. --usm-opt 'mode spinning'
 #   --timeout S       kill a run that takes longer than S seconds (default 300)
+#   --keep-page-reporting  leave the VM's free page reporting on (default:
+#                     paused for the run and restored after, see bench/lib.sh;
+#                     memory handed back to the host costs several times
+#                     more on its next first touch, whoever touches it)
 #   --doc             also write docs/bench-memflt.md
 #   --list            print the variants and their commands, and exit
 #
@@ -79,6 +83,7 @@ STRIDE=16
 THREADS=2
 DOC=0
 LIST=0
+KEEP_REPORTING=0
 VARIANTS=("${ALL_VARIANTS[@]}")
 PATTERNS=("${ALL_PATTERNS[@]}")
 USM_OPTS=()
@@ -117,6 +122,7 @@ while (($#)); do
 		shift 2 ;;
 	--doc) DOC=1; shift ;;
 	--list) LIST=1; shift ;;
+	--keep-page-reporting) KEEP_REPORTING=1; shift ;;
 	-h|--help) usage; exit 0 ;;
 	*) die "unexpected argument '$1' (see --help)" ;;
 	esac
@@ -261,9 +267,12 @@ mthp_on() {
 	sysfs_set "$THP_DIR/hugepages-2048kB/enabled" never &&
 		sysfs_set "$THP_DIR/hugepages-64kB/enabled" always
 }
+mthp_off() { sysfs_restore "$THP_DIR/hugepages-2048kB/enabled" "$THP_DIR/hugepages-64kB/enabled"; }
 mthp_stat() { cat "$THP_DIR/hugepages-64kB/stats/anon_fault_alloc" 2>/dev/null || echo 0; }
 
 # ------------------------------------------------------------------ info
+REPORTING="left on (--keep-page-reporting)"
+((KEEP_REPORTING)) || pause_page_reporting
 machine_info
 THP64=$(sysfs_get "$THP_DIR/hugepages-64kB/enabled" 2>/dev/null || echo "?")
 THP2M=$(sysfs_get "$THP_DIR/hugepages-2048kB/enabled" 2>/dev/null || echo "?")
@@ -281,6 +290,7 @@ WARN=()
 	echo "# kernel:  $KERNEL"
 	echo "# cpu:     $CPU ($NCPU CPUs); THP enabled=$THP, hugepages-64kB=$THP64, hugepages-2048kB=$THP2M"
 	echo "# load:    $LOAD0 (1/5/15 min) at start"
+	echo "# free page reporting: $REPORTING"
 	echo "# command: $CMDLINE"
 	echo "# size_mb=$SIZE_MB reps=$REPS warmup_mb=$WARMUP_MB warmup_madvise=$WARMUP_ADV (separate process before every run) stride=$STRIDE threads=$THREADS"
 	for v in "${VARIANTS[@]}"; do echo "# $v: $(variant_cmd_doc "$v")"; done
@@ -333,7 +343,7 @@ done
 RUN_VARIANTS=()
 for v in "${VARIANTS[@]}"; do [[ -n "${SKIP[$v]:-}" ]] || RUN_VARIANTS+=("$v"); done
 NRUNS=$((REPS * ${#PATTERNS[@]} * ${#RUN_VARIANTS[@]}))
-echo "memflt: $SIZE_MB MiB, ${#RUN_VARIANTS[@]} variants x ${#PATTERNS[@]} patterns x $REPS reps = $NRUNS runs, interleaved; kernel $KERNEL, $NCPU CPUs, load $LOAD0"
+echo "memflt: $SIZE_MB MiB, ${#RUN_VARIANTS[@]} variants x ${#PATTERNS[@]} patterns x $REPS reps = $NRUNS runs, interleaved; kernel $KERNEL, $NCPU CPUs, load $LOAD0; free page reporting $REPORTING"
 
 JS="$TMP/stats.json"
 i=0
@@ -357,7 +367,7 @@ for ((rep = 0; rep < REPS; rep++)); do
 			timeout --kill-after=10 "$TIMEOUT" "${CMD[@]}" >"$log" 2>&1 </dev/null || rc=$?
 			if [[ "$v" == kernel-mthp64 ]]; then
 				m1=$(mthp_stat)
-				sysfs_restore || die "could not restore THP sysfs settings"
+				mthp_off || die "could not restore THP sysfs settings"
 				extra=" mthp64_anon_fault_alloc=$((m1 - m0))"
 			fi
 			line=$(grep -m1 '^result ' "$log" || true)
@@ -597,7 +607,7 @@ if ((DOC)); then
 		echo
 		echo "- date: $DATE"
 		echo "- kernel (\`uname -r\`): \`$KERNEL\`"
-		echo "- machine: $CPU, $NCPU CPUs, THP \`enabled=$THP\`, \`hugepages-64kB=$THP64\`, \`hugepages-2048kB=$THP2M\`; load average $LOAD0 at the start, $LOAD1 at the end"
+		echo "- machine: $CPU, $NCPU CPUs, THP \`enabled=$THP\`, \`hugepages-64kB=$THP64\`, \`hugepages-2048kB=$THP2M\`; load average $LOAD0 at the start, $LOAD1 at the end; free page reporting $REPORTING"
 		echo "- command: \`$CMDLINE\`"
 		echo "- $SIZE_MB MiB mapped (2 MiB-aligned) and first-touched per run, one 8-byte store per 4 KiB page;" \
 		     "$REPS runs per variant and pattern, interleaved (rep 1 of every pattern x variant, then rep 2, ...);" \

@@ -24,7 +24,9 @@
 #                     before every run (default 4096, 0 = none): M MiB
 #                     with MADV_HUGEPAGE plus M MiB with MADV_NOHUGEPAGE
 #                     (memflt warmup --warmup-madvise both), so that 4K and
-#                     THP allocations both find host-backed memory
+#                     THP allocations both find host-backed memory (the
+#                     VM's free page reporting is paused for the run and
+#                     restored after, so that it stays backed: bench/lib.sh)
 #   --usm-memory MiB  budget of the embedded USM instance (default 8192:
 #                     must hold the data set, or the OOM policy kicks in)
 #   --usm-opt LINE    extra config line for every USM variant (repeatable)
@@ -320,6 +322,7 @@ start_server() {
 }
 
 # --------------------------------------------------------------- info
+pause_page_reporting
 machine_info
 mkdir -p bench/results
 RAW="bench/results/redis_bench-$STAMP.txt"
@@ -337,6 +340,7 @@ port_busy && die "port $PORT on 127.0.0.1 is in use: pick another with --port"
 	echo "# kernel:  $KERNEL"
 	echo "# cpu:     $CPU ($NCPU CPUs); THP enabled=$THP"
 	echo "# load:    $LOAD0 (1/5/15 min) at start"
+	echo "# free page reporting: $REPORTING"
 	echo "# redis:   redis-server $REDIS_VER (malloc $MALLOC), redis-benchmark $BENCH_VER"
 	echo "# command: $CMDLINE"
 	echo "# keys=$KEYS sizes=${SIZES[*]} pipeline=$PIPELINE clients=$CLIENTS warmup_mb=$WARMUP_MB usm_memory=$USM_MEMORY"
@@ -437,7 +441,7 @@ one_run() {
 		why="server died: $(tail -n 3 "$log" | tr '\n' ' ')"
 	fi
 	stop_server || { [[ -n "$why" ]] || why="server did not stop on SHUTDOWN NOSAVE within 20 s (killed)"; }
-	if [[ "$v" == kernel-thp ]]; then sysfs_restore || die "could not restore $THP_DIR/enabled"; fi
+	if [[ "$v" == kernel-thp ]]; then sysfs_restore "$THP_DIR/enabled" || die "could not restore $THP_DIR/enabled"; fi
 
 	if [[ -z "$why" ]]; then
 		set_rps=$(csv_field "$TMP/set.csv" rps)
@@ -664,7 +668,7 @@ if ((DOC)); then
 		echo
 		echo "- date: $DATE"
 		echo "- kernel (\`uname -r\`): \`$KERNEL\`"
-		echo "- machine: $CPU, $NCPU CPUs, THP \`enabled=$THP\`; load average $LOAD0 at the start, $LOAD1 at the end"
+		echo "- machine: $CPU, $NCPU CPUs, THP \`enabled=$THP\`; load average $LOAD0 at the start, $LOAD1 at the end; free page reporting $REPORTING"
 		echo "- redis-server $REDIS_VER (malloc $MALLOC), redis-benchmark $BENCH_VER, server and client on the same $NCPU CPUs"
 		echo "- command: \`$CMDLINE\` (took $((T_TOTAL / 60)) min $((T_TOTAL % 60)) s)"
 		echo "- client, per value size D: \`$(show_cmd "${BCMD[@]}")\`, then the same with \`-t get\`"
