@@ -15,7 +15,12 @@
  * with what was really used.
  * USM_TOUCH_HOLD_MS=N keeps the process alive N ms after the check (for
  * measurements USM samples, such as bloat); USM_TOUCH_RANDOM=1 writes the
- * pages in a random (fixed-seed) order instead of ascending.
+ * pages in a random (fixed-seed) order instead of ascending, and
+ * USM_TOUCH_STRIDE=K in K ascending passes (pages 0, K, 2K, ..., then 1,
+ * K + 1, ...), like memflt's stride pattern.  USM_TOUCH_DENSE_MB=D
+ * writes every page of the first D MiB (in that order) before the
+ * STEP-th pages of the rest, from the top down: a dense phase, then a
+ * sparse one that does not look like a stream.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -66,12 +71,21 @@ static long mapping_huge_kb(const void *addr)
 	return kb;
 }
 
+static size_t dense_pages;       /* USM_TOUCH_DENSE_MB, in pages */
+
+static int written(size_t pg, size_t step)
+{
+	return pg < dense_pages || pg % step == 0;
+}
+
 static int verify(const char *p, size_t pages, size_t step, int only_touched)
 {
-	for (size_t pg = 0; pg < pages; pg += only_touched ? step : 1) {
+	for (size_t pg = 0; pg < pages; pg++) {
 		const uint64_t *w = (const uint64_t *)(p + pg * PAGE);
+		if (only_touched && !written(pg, step))
+			continue;
 		for (size_t i = 0; i < PAGE / 8; i++) {
-			uint64_t want = pg % step == 0 ? pattern(pg, i) : 0;
+			uint64_t want = written(pg, step) ? pattern(pg, i) : 0;
 			if (w[i] != want) {
 				printf("usm_touch: FAIL page %zu word %zu: %016llx, expected %016llx\n",
 				       pg, i, (unsigned long long)w[i], (unsigned long long)want);
@@ -90,31 +104,40 @@ static void write_page(char *p, size_t pg)
 		w[i] = pattern(pg, i);
 }
 
-/* Write every step-th page, ascending or in a shuffled order; returns how
- * many. */
-static size_t write_pages(char *p, size_t pages, size_t step, int random_order)
+static void shuffle(size_t *order, size_t n)
 {
-	size_t n = (pages + step - 1) / step;
-	size_t *order;
-
-	if (!random_order) {
-		for (size_t k = 0; k < n; k++)
-			write_page(p, k * step);
-		return n;
-	}
-	order = malloc(n * sizeof(*order));
-	if (!order) {
-		perror("usm_touch: malloc");
-		exit(1);
-	}
-	for (size_t k = 0; k < n; k++)
-		order[k] = k * step;
 	srandom(42);
 	for (size_t k = n - 1; k > 0; k--) {
 		size_t j = (size_t)random() % (k + 1), t = order[k];
 		order[k] = order[j];
 		order[j] = t;
 	}
+}
+
+/* Write every step-th page, ascending, shuffled (random_order) or in
+ * `passes` strided passes (> 1); returns how many. */
+static size_t write_pages(char *p, size_t pages, size_t step, int random_order, size_t passes)
+{
+	size_t n = (pages + step - 1) / step, at = 0;
+	size_t *order;
+
+	if (!random_order && passes <= 1) {
+		for (size_t k = 0; k < n; k++)
+			write_page(p, k * step);
+		return n;
+	}
+	if (passes < 1)
+		passes = 1;
+	order = malloc(n * sizeof(*order));
+	if (!order) {
+		perror("usm_touch: malloc");
+		exit(1);
+	}
+	for (size_t first = 0; first < passes; first++)
+		for (size_t k = first; k < n; k += passes)
+			order[at++] = k * step;
+	if (random_order)
+		shuffle(order, n);
 	for (size_t k = 0; k < n; k++)
 		write_page(p, order[k]);
 	free(order);
@@ -144,7 +167,19 @@ int main(int argc, char **argv)
 	if (p > raw)
 		munmap(raw, (size_t)(p - raw));
 	munmap(p + pages * PAGE, (size_t)(raw + pages * PAGE + 2 * HUGE - (p + pages * PAGE)));
-	touched = write_pages(p, pages, step, getenv("USM_TOUCH_RANDOM") != NULL);
+	if (getenv("USM_TOUCH_DENSE_MB"))
+		dense_pages = strtoul(getenv("USM_TOUCH_DENSE_MB"), NULL, 10) * (1024 * 1024 / PAGE);
+	if (dense_pages > pages)
+		dense_pages = pages;
+	touched = write_pages(p, dense_pages ? dense_pages : pages, dense_pages ? 1 : step,
+			      getenv("USM_TOUCH_RANDOM") != NULL,
+			      getenv("USM_TOUCH_STRIDE") ? strtoul(getenv("USM_TOUCH_STRIDE"), NULL, 10) : 1);
+	for (size_t k = (pages - 1) / step; dense_pages && k * step >= dense_pages; k--) {
+		write_page(p, k * step);      /* descending: no stream */
+		touched++;
+		if (k == 0)
+			break;
+	}
 	printf("usm_touch: touched %zu pages of %zu\n", touched, pages);
 	printf("usm_touch: AnonHugePages %ld kB\n", anon_huge_kb());
 	printf("usm_touch: mapping AnonHugePages %ld kB\n", mapping_huge_kb(p));
