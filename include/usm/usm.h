@@ -48,6 +48,7 @@ extern "C" {
 #define USM_OK        0
 #define USM_ENOMEM  (-12)  /* no free frame: the framework will call usm_oom */
 #define USM_EINVAL  (-22)
+#define USM_ENOENT  (-2)   /* no such page (usm_page_written) */
 #define USM_YIELD     1    /* resolution deferred; retried when frames free up */
 
 /* What usm_oom tells the framework to do with the fault that ran out. */
@@ -159,6 +160,24 @@ void         usm_process_track_bloat(struct usm_process *p);
  * the process by its agent, off the fault path. */
 void         usm_process_want_huge(struct usm_process *p);
 uint64_t     usm_process_bloat_pages(const struct usm_process *p);
+/*
+ * Write sentinels: call usm_process_want_sentinels() once (usm_new_process)
+ * to have the last page of every whole aligned window mapped at once for p
+ * (2 or more pages mapped on the window's first fault, ahead of any touch)
+ * mapped write-protected, with the kernel lifting the protection by itself
+ * on the program's first write (asynchronous uffd write-protection, Linux
+ * 6.7).  That costs one more ioctl per window and a minor fault on the
+ * first write to each such page.
+ *
+ * usm_page_written(p, vaddr) then returns 1 if the page at vaddr is mapped
+ * and is not a sentinel or was written since (a page mapped on a fault or
+ * in a partial window counts as written), 0 if it is a sentinel not written yet
+ * (read, or not touched), USM_ENOENT if it is not mapped, and USM_EINVAL
+ * if the process has no sentinels (not asked for, or the kernel cannot).
+ * A pread of /proc/<pid>/pagemap: fine once per region, not per page.
+ */
+void         usm_process_want_sentinels(struct usm_process *p);
+int          usm_page_written(struct usm_process *p, uint64_t vaddr);
 /* Calls fn for every attached process; stops early when fn returns non-zero. */
 int          usm_process_for_each(int (*fn)(struct usm_process *, void *), void *arg);
 /*

@@ -192,6 +192,7 @@ static int hello(int sock, int uffd, uint64_t features, uint32_t flags, char *er
 		return USM_ACK_GO_INLINE;
 	agent.want_pool = (ack.flags & USM_ACK_WANT_POOL) != 0;
 	agent.want_evict = (ack.flags & USM_ACK_EVICT) != 0;
+	agent.want_sentinels = (ack.flags & USM_ACK_SENTINELS) != 0;
 	if (ack.status) {
 		snprintf(err, errlen, "instance refused: %s", ack.error);
 		return ack.status;
@@ -267,7 +268,9 @@ static int connect_instance(uint32_t flags, char *err, size_t errlen)
 	agent.sock = sock;
 	agent.features = got;
 	agent.reg_mode = UFFDIO_REGISTER_MODE_MISSING;
-	if (agent.want_evict && (got & UFFD_FEATURE_WP_ASYNC))
+	/* Eviction tracks writes, and write sentinels are write-protected
+	 * pages (core/sentinel.c): both need MODE_WP. */
+	if ((agent.want_evict || agent.want_sentinels) && (got & UFFD_FEATURE_WP_ASYNC))
 		agent.reg_mode |= UFFDIO_REGISTER_MODE_WP;
 	return 0;
 }
@@ -310,8 +313,10 @@ static int attach(uint32_t flags)
 	if (!rc && agent.inline_mode)
 		rc = agent.api ? agent_inline_forked(err, sizeof(err))
 			       : agent_inline_start(agent.uffd_pending_config, err, sizeof(err));
-	/* An in-process host that evicts tracks writes, as the daemon does. */
-	if (!rc && agent.inline_mode && agent.api->evicting() &&
+	/* An in-process host that evicts tracks writes, as the daemon does,
+	 * and write sentinels need the same registration. */
+	if (!rc && agent.inline_mode &&
+	    (agent.api->evicting() || agent.api->wants_sentinels()) &&
 	    (agent.features & UFFD_FEATURE_WP_ASYNC))
 		agent.reg_mode |= UFFDIO_REGISTER_MODE_WP;
 	if (rc && agent.uffd >= 0) {

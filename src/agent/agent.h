@@ -39,6 +39,7 @@ struct agent {
 	bool inline_mode;        /* faults resolved in this process (SIGBUS) */
 	bool want_pool;          /* the instance wants a 2 MiB page pool */
 	bool want_evict;         /* the instance evicts: EVICT_SETUP follows */
+	bool want_sentinels;     /* the policy wants write sentinels */
 	uint64_t features;       /* what UFFDIO_API granted */
 	uint64_t reg_mode;       /* UFFDIO_REGISTER_MODE_*: MISSING, + WP when
 				  * the instance tracks writes (it evicts) */

@@ -225,7 +225,8 @@ static bool take_hello(struct usm_instance *inst, struct client *c,
 	 * agent registers anything, hence before the first fault. */
 	bool evict = usm_evict_enabled(inst) && !p->inline_host;
 	send_ack_flags(c->sock, 0, (p->want_pool ? USM_ACK_WANT_POOL : 0) |
-		       (evict ? USM_ACK_EVICT : 0), NULL);
+		       (evict ? USM_ACK_EVICT : 0) |
+		       (p->want_sentinels ? USM_ACK_SENTINELS : 0), NULL);
 	if (evict && usm_evict_attach(p, h->fork_token, h->ppid) < 0) {
 		usm_process_teardown(p);
 		usm_process_put(p);

@@ -397,6 +397,15 @@ static bool hand_over(struct usm_worker *w, struct usm_process *p, uint64_t from
 	return true;
 }
 
+/* Is the plan one naturally aligned window of two or more pages? */
+static bool whole_window(const struct usm_worker *w)
+{
+	uint64_t len = (uint64_t)w->plan_n * usm_inst->cfg.page_size;
+
+	return w->plan_n > 1 && !w->nextra && !(w->plan_n & (w->plan_n - 1)) &&
+	       !(w->plan_vaddr & (len - 1));
+}
+
 static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *p,
 				      uint64_t fault)
 {
@@ -426,6 +435,11 @@ static enum usm_fault_result map_plan(struct usm_worker *w, struct usm_process *
 		 * ahead are given back (nothing holds the thread for them). */
 		unplan_ahead(w, p);
 	}
+	/* A whole aligned window mapped at once, ahead of any touch but the
+	 * fault's: its last page first, as a write sentinel, unless it is
+	 * the faulting page (core/sentinel.c). */
+	if (atomic_load(&p->sentinels) && !huge && whole_window(w) && end - ps != fault)
+		end -= usm_sentinel_map(p, end - ps);
 	if (!hold && !huge && hand_over(w, p, cur, end, fault))
 		return USM_FAULT_DONE;
 

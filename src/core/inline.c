@@ -419,6 +419,7 @@ static int make_self(pid_t pid, const char *comm, int uffd)
 	self->sock = self->rpc_sock = -1;
 	self->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);    /* for MADV_COLD */
 	self->maps_fd = open_self_maps();
+	self->pagemap_fd = -1;
 	self->inline_host = true;
 	self->attached_ns = usm_now_ns();
 	self->cfgline = usm_config_process_for(&usm_inst->cfg, comm);
@@ -511,6 +512,7 @@ static void inline_forked(pid_t pid, int uffd)
 	if (self->maps_fd >= 0)
 		close(self->maps_fd);
 	self->maps_fd = open_self_maps();
+	usm_sentinel_close(self);       /* the parent's, opened as /proc/self */
 	self->attached_ns = usm_now_ns();
 	self->pool = NULL;              /* the agent builds the child's own */
 	lease(LEASE_CHUNK);
@@ -683,6 +685,11 @@ static int inline_wants_pool(void)
 	return self && self->want_pool;
 }
 
+static int inline_wants_sentinels(void)
+{
+	return self && self->want_sentinels;
+}
+
 static void inline_pool_ready(struct usm_thp_pool *pool)
 {
 	self->pool = pool;
@@ -698,6 +705,7 @@ const struct usm_inline_api usm_inline_api = {
 	.push_stats = inline_push_stats,
 	.forked = inline_forked,
 	.wants_pool = inline_wants_pool,
+	.wants_sentinels = inline_wants_sentinels,
 	.pool_ready = inline_pool_ready,
 	.start_threads = inline_start_threads,
 	.evicting = inline_evicting,

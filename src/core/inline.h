@@ -63,6 +63,9 @@ struct usm_inline_api {
 	/* Does this host evict (swap devices)?  Then system calls may find
 	 * their buffers swapped out (agent/pretouch.c). */
 	int (*evicting)(void);
+	/* Does the policy want write sentinels (core/sentinel.c)?  Then the
+	 * agent registers memory for asynchronous write-protection too. */
+	int (*wants_sentinels)(void);
 	/* Around a trapped call that changes the address space and the
 	 * unmap/remove/remap that follows it. */
 	void (*layout_begin)(void);

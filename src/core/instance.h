@@ -66,6 +66,9 @@ struct usm_process {
 	bool track_bloat;                 /* usm_process_track_bloat() */
 	unsigned bloat_tick;              /* which windows are sampled */
 	bool want_pool;                   /* usm_process_want_huge() */
+	bool want_sentinels;              /* usm_process_want_sentinels() */
+	_Atomic bool sentinels;           /* ... and the kernel takes them */
+	int pagemap_fd;                   /* /proc/<pid>/pagemap, or -1 (core/sentinel.c) */
 	struct usm_thp_pool *pool;        /* its 2 MiB page pool, once ready */
 	/* In-process host: 2 MiB windows planned and not yet moved in (a
 	 * fault there waits; see usm_huge_pending).  0: a free entry. */
@@ -337,6 +340,10 @@ bool usm_huge_pending(struct usm_process *p, uint64_t va);
 void usm_huge_done(struct usm_process *p, uint64_t base);
 int usm_resolve_record(struct usm_process *p, uint64_t vaddr, struct usm_page **pages,
 		       unsigned n);
+/* core/sentinel.c: map va (the last page of a window mapped ahead) as a
+ * write sentinel; returns the bytes mapped (0: map it as usual). */
+uint64_t usm_sentinel_map(struct usm_process *p, uint64_t va);
+void usm_sentinel_close(struct usm_process *p);
 void usm_pool_attach(struct usm_process *p, int memfd);
 void usm_pool_detach(struct usm_process *p);
 

@@ -70,6 +70,7 @@ struct usm_process *usm_process_new(struct usm_instance *inst, const struct usm_
 		return NULL;
 	}
 	p->maps_fd = open_maps(h->pid);
+	p->pagemap_fd = -1;
 	p->pid = h->pid;
 	memcpy(p->comm, h->comm, sizeof(p->comm));
 	p->comm[sizeof(p->comm) - 1] = '\0';
@@ -229,6 +230,7 @@ void usm_process_teardown(struct usm_process *p)
 	close(p->pidfd);
 	if (p->maps_fd >= 0)
 		close(p->maps_fd);
+	usm_sentinel_close(p);
 	usm_log(USM_LOG_INFO, "detached pid %d (%s): %llu faults, %llu pages mapped",
 		p->pid, p->comm, (unsigned long long)usm_read(&p->c.faults),
 		(unsigned long long)usm_read(&p->c.pages_mapped));

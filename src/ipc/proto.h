@@ -77,6 +77,7 @@ struct usm_msg_hello {
 
 #define USM_ACK_WANT_POOL (1u << 0)   /* HELLO's ACK: set up the 2 MiB pool */
 #define USM_ACK_EVICT     (1u << 1)   /* HELLO's ACK: EVICT_SETUP follows */
+#define USM_ACK_SENTINELS (1u << 2)   /* HELLO's ACK: register for async WP too */
 
 struct usm_msg_ack {
 	struct usm_msg h;
