@@ -12,11 +12,17 @@
  * cases below make most dense regions cost one.
  *
  * A sequential stream (the region just below is full: its first, middle
- * and last pages are mapped) fills a fresh region on its first fault, so
- * streams cost one fault per region, like a fixed 2 MiB window.  The
- * check is three lookups, and a sparse pattern that maps one page per
- * region never passes it.  It applies only while bloat is within its
- * bound (`need` is 1).
+ * and last pages are mapped, and its last page was written) fills a fresh
+ * region on its first fault, so streams cost one fault per region, like a
+ * fixed 2 MiB window.  Mapped is not touched: a region filled on its first
+ * fault is full at once, and a sparse walk upwards from a dense area would
+ * otherwise fill every region above it.  So the policy asks for write
+ * sentinels (usm_process_want_sentinels): the last page of a region
+ * filled ahead is write-protected until the program writes it, and a
+ * stream only continues from a region whose end it reached.  The check is
+ * three lookups and a pagemap read, and a sparse pattern that maps one
+ * page per region never passes it.  It applies only while bloat is within
+ * its bound (`need` is 1).
  *
  * Dense but not sequential (random order, a stride, several threads):
  * the first fault of a region is a probe, and the policy remembers how
@@ -98,6 +104,7 @@ static int adaptive_new_process(struct usm_process *p)
 	a->need = 1;
 	usm_process_set_priv(p, a);
 	usm_process_track_bloat(p);
+	usm_process_want_sentinels(p);
 	return USM_OK;
 }
 
@@ -134,7 +141,8 @@ static void bound_bloat(struct adaptive *a, struct usm_process *p)
 	}
 }
 
-/* Is the region of `pages` pages just below ev's region full (sampled)? */
+/* Is the region of `pages` pages just below ev's region full (sampled),
+ * and was its last page written (or is its state unknown)? */
 static bool follows_full_region(const struct usm_event *ev, unsigned pages)
 {
 	uint64_t span = (uint64_t)pages * usm_page_size();
@@ -144,7 +152,8 @@ static bool follows_full_region(const struct usm_event *ev, unsigned pages)
 		return false;
 	return usm_page_present(ev->origin, base - usm_page_size()) &&
 	       usm_page_present(ev->origin, base - span / 2) &&
-	       usm_page_present(ev->origin, base - span);
+	       usm_page_present(ev->origin, base - span) &&
+	       usm_page_written(ev->origin, base - usm_page_size()) != 0;
 }
 
 /* A fresh region got min_pages: one more probe, older ones count less. */

@@ -20,8 +20,11 @@
  * K + 1, ...), like memflt's stride pattern.  USM_TOUCH_DENSE_MB=D
  * writes every page of the first D MiB (in that order) before the
  * STEP-th pages of the rest, from the top down: a dense phase, then a
- * sparse one that does not look like a stream.
+ * sparse one that does not look like a stream.  With USM_TOUCH_SPARSE_UP=1
+ * the sparse part goes upwards, from the end of the dense one: a sparse
+ * walk that looks like a stream to whoever sees only the faults.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +177,12 @@ int main(int argc, char **argv)
 	touched = write_pages(p, dense_pages ? dense_pages : pages, dense_pages ? 1 : step,
 			      getenv("USM_TOUCH_RANDOM") != NULL,
 			      getenv("USM_TOUCH_STRIDE") ? strtoul(getenv("USM_TOUCH_STRIDE"), NULL, 10) : 1);
-	for (size_t k = (pages - 1) / step; dense_pages && k * step >= dense_pages; k--) {
+	bool up = dense_pages && getenv("USM_TOUCH_SPARSE_UP");
+	for (size_t k = (dense_pages + step - 1) / step; up && k * step < pages; k++) {
+		write_page(p, k * step);
+		touched++;
+	}
+	for (size_t k = (pages - 1) / step; dense_pages && !up && k * step >= dense_pages; k--) {
 		write_page(p, k * step);      /* descending: no stream */
 		touched++;
 		if (k == 0)
