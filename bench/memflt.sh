@@ -58,9 +58,10 @@
 # Patterns: see `memflt --help` (seq, rand, stride, mt, mt-rand).
 #
 # Output: tables on stdout (median ns per 4 KiB page, ratios to kernel-4k
-# and usm-4k of the same run, pages per fault, pages mapped / touched), raw
-# results in bench/results/memflt-<date>.txt, a grouped bar plot (.png)
-# next to it, and with --doc docs/bench-memflt.md.
+# and usm-4k of the same run, pages per fault, pages mapped / touched; the
+# issue's targets for the variants that ran, met or missed, with per-rep
+# paired ratios), raw results in bench/results/memflt-<date>.txt, a grouped
+# bar plot (.png) next to it, and with --doc docs/bench-memflt.md.
 set -euo pipefail
 
 BENCH=memflt.sh
@@ -279,7 +280,7 @@ THP2M=$(sysfs_get "$THP_DIR/hugepages-2048kB/enabled" 2>/dev/null || echo "?")
 mkdir -p bench/results
 RAW="bench/results/memflt-$STAMP.txt"
 PNG="bench/results/memflt-$STAMP.png"
-RES="$TMP/results"      # variant pattern ns faults mapped touched
+RES="$TMP/results"      # variant pattern ns faults mapped touched rep
 : >"$RES"
 declare -A SKIP=() FAILS=()
 WARN=()
@@ -402,7 +403,7 @@ for ((rep = 0; rep < REPS; rep++)); do
 			printf '  [%d/%d] %-20s %-8s %9.1f ns/page  faults %-8s mapped %s\n' \
 				"$i" "$NRUNS" "$v" "$p" "$ns" "$faults" "$mapped"
 			echo "result variant=$v pattern=$p rep=$rep ns_per_page=$ns cpu_ns_per_page=${cpu:--} faults=$faults pages_mapped=$mapped touched=$touched load1=$(cut -d' ' -f1 /proc/loadavg)$extra" >>"$RAW"
-			echo "$v $p $ns $faults $mapped $touched" >>"$RES"
+			echo "$v $p $ns $faults $mapped $touched $rep" >>"$RES"
 		done
 	done
 done
@@ -462,6 +463,78 @@ for p in "${PATTERNS[@]}"; do
 		fi
 	done
 done
+
+# ---------------------------------------------------------------- targets
+# The issue's targets, checked on this run's medians.  The paired ratio is
+# the median over reps of v's run / base's run of the same rep: the runs
+# of one rep and pattern follow each other within a minute, so a change in
+# the VM's speed during the run cancels out of it.
+# paired <v> <base> <pattern> -> "median min max n" of the per-rep ratios
+paired() {
+	awk -v v="$1" -v b="$2" -v p="$3" '
+		$2 == p && $1 == v { x[$7] = $3 }
+		$2 == p && $1 == b { y[$7] = $3 }
+		END { for (r in x) if ((r in y) && y[r] > 0) print x[r] / y[r] }' "$RES" | sort -g | awk '
+		{ x[NR] = $1 }
+		END {
+			if (NR == 0) exit
+			med = NR % 2 ? x[(NR + 1) / 2] : (x[NR / 2] + x[NR / 2 + 1]) / 2
+			printf "%.2f %.2f %.2f %d\n", med, x[1], x[NR], NR
+		}'
+}
+# best_fixed <suffix> <pattern>: the usm-fhp-N<suffix> with the lowest median
+best_fixed() {
+	local n m best="" bm=""
+	for n in "${FHP_SIZES[@]}"; do
+		m=$(median_of "usm-fhp-$n$1" "$2")
+		[[ -n "$m" ]] || continue
+		if [[ -z "$bm" ]] || awk -v a="$m" -v b="$bm" 'BEGIN { exit !(a < b) }'; then
+			best="usm-fhp-$n$1"; bm=$m
+		fi
+	done
+	echo "$best"
+}
+TARGETS="$TMP/targets"  # target limit variant base pattern ratio paired min max n verdict
+: >"$TARGETS"
+target() {          # target <name> <limit> <variant> <base|best:SUFFIX>
+	local name=$1 limit=$2 v=$3 base p b vm bm r pr verdict
+	for p in "${PATTERNS[@]}"; do
+		b=$4
+		[[ "$b" == best:* ]] && b=$(best_fixed "${b#best:}" "$p")
+		[[ -n "$b" ]] || continue
+		vm=$(median_of "$v" "$p"); bm=$(median_of "$b" "$p")
+		[[ -n "$vm" && -n "$bm" ]] || continue
+		r=$(ratio "$vm" "$bm")
+		pr=$(paired "$v" "$b" "$p")
+		verdict=$(awk -v r="$r" -v l="$limit" 'BEGIN { print (r <= l ? "met" : "missed") }')
+		echo "$name $limit $v $b $p $r ${pr:-- - - 0} $verdict" >>"$TARGETS"
+	done
+}
+for h in "" -inline; do
+	target fhp-over-usm-4k 0.92 "usm-fhp-16$h" "usm-4k$h"
+	target fhp64-vs-kernel-4k 1.00 "usm-fhp-64$h" kernel-4k
+	target 2m-vs-kernel-thp 1.25 "usm-2m$h" kernel-thp
+	target adaptive-vs-best-fixed 1.10 "usm-adaptive$h" "best:$h"
+done
+print_targets() {   # print_targets text|md
+	[[ -s "$TARGETS" ]] || return 0
+	awk -v fmt="$1" '
+		BEGIN {
+			if (fmt == "md") {
+				print "| target | variant | against | pattern | ratio of medians | limit | paired ratio, median [min-max] of reps | verdict |"
+				print "|---|---|---|---|---:|---:|---|---|"
+			} else
+				printf "%-22s %-20s %-18s %-8s %6s %6s %-22s %s\n", "target", "variant", "against",
+					"pattern", "ratio", "limit", "paired [min-max] (n)", "verdict"
+		}
+		{
+			pr = $10 > 0 ? sprintf("%s [%s-%s] (%d)", $7, $8, $9, $10) : "-"
+			if (fmt == "md")
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $3, $4, $5, $6, $2, pr, $11
+			else
+				printf "%-22s %-20s %-18s %-8s %6s %6s %-22s %s\n", $1, $3, $4, $5, $6, $2, pr, $11
+		}' "$TARGETS"
+}
 
 print_table() {     # print_table text|md
 	awk -v fmt="$1" '
@@ -526,12 +599,19 @@ echo "median ns per 4 KiB page (x kernel-4k), $SIZE_MB MiB, $REPS reps:"
 print_matrix text
 echo
 print_table text
+if [[ -s "$TARGETS" ]]; then
+	echo
+	echo "targets (ratio of medians against the limit; paired: per-rep ratios):"
+	print_targets text
+fi
 for w in "${WARN[@]+"${WARN[@]}"}"; do echo "warning: $w"; done
 {
 	echo "#"
 	print_matrix text | sed 's/^/# /'
 	echo "#"
 	print_table text | sed 's/^/# /'
+	echo "#"
+	print_targets text | sed 's/^/# /'
 	for w in "${WARN[@]+"${WARN[@]}"}"; do echo "# warning: $w"; done
 } >>"$RAW"
 echo
@@ -625,6 +705,18 @@ if ((DOC)); then
 		fi
 		echo
 		for w in "${WARN[@]+"${WARN[@]}"}"; do echo "**Warning:** $w"; echo; done
+		if [[ -s "$TARGETS" ]]; then
+			echo "## Targets"
+			echo
+			echo "Ratio of medians against each target's limit (the verdict); the paired" \
+			     "ratio is the median over reps of the variant's run divided by the other's" \
+			     "run of the same rep, which a change of the VM's speed during the run does" \
+			     "not move. \"best\" fixed FHP: the usm-fhp-N of the same host with the" \
+			     "lowest median on that pattern."
+			echo
+			print_targets md
+			echo
+		fi
 		echo "## All numbers"
 		echo
 		print_table md
